@@ -1,0 +1,16 @@
+"""Argument checks shared by the public API, so every rate is validated the same way."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def unit_rate(name: str, value: Any, error: type[Exception], *, allow_one: bool = False) -> float:
+    """``value`` as a float in [0, 1) (or [0, 1] with ``allow_one``), else ``error`` naming ``name``."""
+    bounds = "[0, 1]" if allow_one else "[0, 1)"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise error(f"{name} must be a number in {bounds}, got {value!r}")
+    if not (0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0):
+        raise error(f"{name} must be in {bounds}, got {value}")
+    return float(value)

@@ -1,0 +1,27 @@
+"""The toolkit's exception types.
+
+Every error a user can trigger is one of these, raised early and naming the layer, field or file at
+fault together with what to do about it, so that nobody has to read a stack trace from inside torch.
+"""
+
+from __future__ import annotations
+
+
+class RramfxError(Exception):
+    """Base class of every error rramfx raises on purpose."""
+
+
+class PolicyError(RramfxError, ValueError):
+    """A `Policy` field holds a value outside its allowed range, or a policy file is unreadable."""
+
+
+class TraceError(RramfxError):
+    """A model could not be turned into a torch.fx graph, even after making failing modules leaves."""
+
+
+class PlacementError(RramfxError):
+    """The RRAM/CPU placement cannot be computed or read (unknown override target, unprepared model)."""
+
+
+class FaultError(RramfxError, ValueError):
+    """A fault model, fault set or fault file does not fit the model it is applied to."""
