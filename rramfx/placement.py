@@ -43,14 +43,14 @@ def summary(gm: fx.GraphModule) -> str:
     aligns = ["<", "<", "<", ">", "<"]
 
     def fmt(row: tuple) -> str:
-        return "  ".join(f"{str(v):{a}{w}}" for v, a, w in zip(row, aligns, widths)).rstrip()
+        return "  ".join(f"{v!s:{a}{w}}" for v, a, w in zip(row, aligns, widths, strict=True)).rstrip()
 
     lines = [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)]
     all_params = max(1, totals["rram"][1] + totals["cpu"][1])
     lines.append("")
     for device in ("rram", "cpu"):
         n, p = totals[device]
-        lines.append(f"{device:4s}: {n} layers, {p:,} weights ({100 * p / all_params:.1f}% of weighted-layer parameters)")
+        lines.append(f"{device:4s}: {n} layers, {p:,} params ({100 * p / all_params:.1f}% of weighted-layer params)")
     return "\n".join(lines)
 
 

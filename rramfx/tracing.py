@@ -192,7 +192,7 @@ def check_traced_equal(model: nn.Module, gm: fx.GraphModule, example_inputs: Any
     want_flat, got_flat = _flatten(want), _flatten(got)
     if len(want_flat) != len(got_flat):
         raise TraceError(f"traced model returns {len(got_flat)} tensors, the eager model {len(want_flat)}")
-    for i, (w, g) in enumerate(zip(want_flat, got_flat)):
+    for i, (w, g) in enumerate(zip(want_flat, got_flat, strict=True)):
         if w.shape != g.shape or not torch.allclose(w, g, rtol=1e-5, atol=1e-6):
             diff = (w - g).abs().max().item() if w.shape == g.shape else "shape"
             raise TraceError(

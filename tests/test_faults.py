@@ -1,0 +1,171 @@
+"""Stuck-at faults: statistics, reproducibility, the hand-computed reference, and clearing."""
+
+import copy
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+import rramfx
+from rramfx import SA0, SA1, FaultError, FaultModel, FaultSet, Policy
+from rramfx.faults import layer_rng
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return timm.create_model("resnet18", num_classes=10).eval()
+
+
+def _prepared(model, fault_rate=0.1):
+    return rramfx.prepare(model, Policy(drop_rate=0.2, fault_rate=fault_rate)).eval()
+
+
+def test_sa1_sa0_fractions_within_binomial_bounds(resnet):
+    gm = _prepared(resnet)
+    faults = rramfx.inject_faults(gm, FaultModel(sa1=0.1, sa0=0.02), seed=3)
+    n = sum(c.numel() for c in faults.values())
+    counts = faults.counts()
+    for code, rate in (("SA1", 0.1), ("SA0", 0.02)):
+        assert abs(counts[code] - n * rate) < 5 * (n * rate * (1 - rate)) ** 0.5
+    assert counts["healthy"] + counts["SA1"] + counts["SA0"] == n
+
+
+def test_only_rram_layers_receive_faults(resnet):
+    gm = _prepared(resnet)
+    faults = rramfx.inject_faults(gm, FaultModel(sa1=0.1), seed=0)
+    rram = {p for p, d in rramfx.placement(gm).items() if d == "rram"}
+    assert set(faults) == rram and len(rram) == 17
+    assert all(faults[p].dtype == torch.uint8 and faults[p].shape == gm.get_submodule(p).weight.shape
+               for p in faults)
+
+
+def test_same_seed_same_chip_other_seed_other_chip(resnet):
+    x = torch.randn(2, 3, 32, 32)
+    a, b = _prepared(resnet), _prepared(resnet)
+    fa = rramfx.inject_faults(a, FaultModel(sa1=0.1), seed=5)
+    fb = rramfx.inject_faults(b, FaultModel(sa1=0.1), seed=5)
+    assert all(torch.equal(fa[p], fb[p]) for p in fa)
+    assert torch.equal(a(x), b(x))
+    fc = rramfx.inject_faults(b, FaultModel(sa1=0.1), seed=6)
+    assert not torch.equal(fa["conv1"], fc["conv1"])
+    assert not torch.equal(a(x), b(x))
+
+
+def test_chip_of_a_layer_depends_on_its_path_not_on_other_layers():
+    codes = FaultModel(sa1=0.2).sample((64, 3, 3, 3), layer_rng(11, "layer1.0.conv1"))
+    again = FaultModel(sa1=0.2).sample((64, 3, 3, 3), layer_rng(11, "layer1.0.conv1"))
+    other = FaultModel(sa1=0.2).sample((64, 3, 3, 3), layer_rng(11, "layer1.0.conv2"))
+    assert torch.equal(codes, again) and not torch.equal(codes, other)
+
+
+def test_fault_stream_is_pinned():
+    # Guards cross-machine reproducibility: if this changes, saved chips and ONNX feeds change too.
+    codes = FaultModel(sa1=0.1, sa0=0.05).sample((1000,), layer_rng(0, "conv1"))
+    assert np.bincount(codes.numpy(), minlength=3).tolist() == [858, 92, 50]
+    assert codes[:12].tolist() == [0, 0, 0, 1, 2, 0, 0, 1, 1, 1, 0, 0]
+
+
+@pytest.mark.parametrize("p_expected", [0.0, 0.1])
+def test_faulty_output_equals_hand_computed_reference(resnet, p_expected):
+    gm = _prepared(resnet, fault_rate=p_expected)
+    faults = rramfx.inject_faults(gm, FaultModel(sa1=0.1, sa0=0.01), seed=1)
+    reference = copy.deepcopy(resnet).eval()
+    with torch.no_grad():
+        for path, codes in faults.items():
+            w = reference.get_submodule(path).weight
+            top = w.abs().max()
+            w[codes == SA0] = torch.where(w[codes == SA0] >= 0, top, -top)
+            w[codes == SA1] = 0
+            w /= 1 - p_expected
+    x = torch.randn(2, 3, 32, 32)
+    y = gm(x)
+    assert torch.allclose(y, reference(x), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(y, resnet(x), atol=1e-3)
+
+
+def test_inference_scale_follows_set_fault_rate(small_net):
+    gm = rramfx.prepare(small_net, Policy(fault_rate=0.0)).eval()
+    rramfx.inject_faults(gm, FaultModel(sa1=0.0), seed=0)  # no cell faulty: only the scale acts
+    x = torch.randn(1, 3, 8, 8)
+    unscaled = gm(x)
+    rramfx.set_fault_rate(gm, 0.2)
+    stem = gm.get_submodule("stem")
+    assert torch.equal(stem.effective_weight(), stem.weight * (1 / 0.8))
+    assert not torch.equal(gm(x), unscaled)
+
+
+def test_clear_faults_restores_exact_output(resnet):
+    gm = _prepared(resnet)
+    x = torch.randn(2, 3, 32, 32)
+    clean = gm(x)
+    rramfx.inject_faults(gm, FaultModel(sa1=0.2, sa0=0.01), seed=0)
+    assert not torch.equal(gm(x), clean)
+    rramfx.clear_faults(gm)
+    assert torch.equal(gm(x), clean) and torch.equal(clean, resnet(x))
+
+
+def test_fault_set_save_load_apply(tmp_path, resnet):
+    a = _prepared(resnet)
+    faults = rramfx.inject_faults(a, FaultModel(sa1=0.1, sa0=0.01), seed=9)
+    path = faults.save(tmp_path / "chip.pt")
+    loaded = FaultSet.load(path)
+    assert loaded.seed == 9 and loaded.fault_model == FaultModel(sa1=0.1, sa0=0.01)
+    assert list(loaded) == list(faults) and all(torch.equal(loaded[p], faults[p]) for p in faults)
+    b = _prepared(resnet)
+    rramfx.apply_faults(b, loaded)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(a(x), b(x))
+
+
+def test_apply_faults_rejects_a_foreign_chip_without_changing_anything(small_net, resnet):
+    gm = _prepared(resnet)
+    chip = rramfx.inject_faults(gm, FaultModel(sa1=0.1), seed=0)
+    small = rramfx.prepare(small_net, Policy()).eval()
+    with pytest.raises(FaultError, match="codes for 'conv1', which is not an RRAM layer"):
+        rramfx.apply_faults(small, chip)
+    wrong = FaultSet({"stem": torch.zeros(3, 3, 3, 3, dtype=torch.uint8)}, FaultModel(sa1=0.1), 0)
+    with pytest.raises(FaultError, match=r"codes for 'stem' have shape \(3, 3, 3, 3\), its weight \(16, 3, 3, 3\)"):
+        rramfx.apply_faults(small, wrong)
+    assert all(layer.fault_codes is None for layer in rramfx.crossbar_layers(small).values())
+
+
+def test_fault_errors_name_the_problem(tmp_path, small_net):
+    with pytest.raises(FaultError, match=r"FaultModel.sa1 must be in \[0, 1\], got 1.5"):
+        FaultModel(sa1=1.5)
+    with pytest.raises(FaultError, match="sa1 \\+ FaultModel.sa0 must be at most 1"):
+        FaultModel(sa1=0.6, sa0=0.6)
+    gm = rramfx.prepare(small_net, Policy())
+    with pytest.raises(FaultError, match="seed must be a non-negative int, got -1"):
+        rramfx.inject_faults(gm, FaultModel(sa1=0.1), seed=-1)
+    with pytest.raises(FaultError, match="fault_model must be an rramfx.FaultModel"):
+        rramfx.inject_faults(gm, 0.1)
+    with pytest.raises(FaultError, match="fault set file '.*nope.pt' does not exist"):
+        FaultSet.load(tmp_path / "nope.pt")
+    junk = tmp_path / "junk.pt"
+    torch.save({"a": 1}, junk)
+    with pytest.raises(FaultError, match="junk.pt' is not an rramfx fault set"):
+        FaultSet.load(junk)
+    no_rram = rramfx.prepare(small_net, Policy(conv_kxk="cpu"))
+    with pytest.raises(rramfx.PlacementError, match="no crossbar \\(RRAM\\) layers"):
+        rramfx.inject_faults(no_rram, FaultModel(sa1=0.1), seed=0)
+
+
+def test_faults_apply_in_training_too(small_net):
+    gm = rramfx.prepare(small_net, Policy(drop_rate=0.0)).train()
+    rramfx.inject_faults(gm, FaultModel(sa1=1.0), seed=0)  # every RRAM cell reads 0
+    assert torch.count_nonzero(gm.get_submodule("stem").effective_weight()) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_same_chip_on_gpu(resnet):
+    cpu, gpu = _prepared(resnet), _prepared(resnet).cuda()
+    a = rramfx.inject_faults(cpu, FaultModel(sa1=0.1, sa0=0.01), seed=2)
+    b = rramfx.inject_faults(gpu, FaultModel(sa1=0.1, sa0=0.01), seed=2)
+    assert all(torch.equal(a[p], b[p]) for p in a)
+    assert gpu.get_submodule("conv1").fault_codes.is_cuda
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(cpu(x), gpu(x.cuda()).cpu(), atol=1e-3)
+
+
