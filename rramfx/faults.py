@@ -167,3 +167,13 @@ def draw_fault_set(layers: Mapping[str, torch.nn.Module], fault_model: BaseFault
         raise FaultError(f"seed must be a non-negative int, got {seed!r}")
     codes = {path: fault_model.sample(layer.weight.shape, layer_rng(seed, path)) for path, layer in layers.items()}
     return FaultSet(codes, fault_model, seed)
+
+
+def chip_seed(seed: int, trial: int) -> int:
+    """The seed of the ``trial``-th simulated chip of a Monte-Carlo run started from ``seed``.
+
+    PyTorch evaluation and onnxruntime simulation both draw chip ``trial`` with
+    ``inject_faults(gm, fault_model, seed=chip_seed(seed, trial))``, so they see the same chips.
+    """
+    state = np.random.SeedSequence([seed, trial]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1

@@ -1,0 +1,37 @@
+"""The ``rramfx`` command line. Each subcommand lives in its own module of this package and
+registers itself with a ``register(subparsers)`` function listed in ``SUBCOMMANDS``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import RramfxError
+
+#: Modules of this package that define a subcommand, in the order ``--help`` lists them.
+SUBCOMMANDS = ["prepare"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rramfx", description="Prepare deep networks for fault-prone RRAM crossbar accelerators."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse ``argv`` and run the subcommand; toolkit errors print as one line."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (RramfxError, FileNotFoundError) as e:
+        print(f"rramfx {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
