@@ -84,7 +84,8 @@ class Policy:
             raise PolicyError(f"policy file '{path}' does not exist")
         kind = _file_kind(path)
         try:
-            data = json.loads(path.read_text()) if kind == "json" else tomllib.loads(path.read_text())
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if kind == "json" else tomllib.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
             raise PolicyError(f"policy file '{path}' is not valid {kind.upper()}: {e}") from e
         try:
@@ -96,18 +97,33 @@ class Policy:
         """Write the policy as JSON or TOML, chosen by the file's suffix."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=2) + "\n" if _file_kind(path) == "json" else self._toml()
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         return path
 
     def _toml(self) -> str:
         lines = []
         for key, value in self.to_dict().items():
             if key != "overrides":
-                lines.append(f"{key} = {json.dumps(value)}")
+                lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
         lines.append("[overrides]  # module-path glob -> device, applied in order")
-        lines += [f"{json.dumps(pattern)} = {json.dumps(device)}" for pattern, device in self.overrides]
+        lines += [f"{_toml_value(pattern)} = {_toml_value(device)}" for pattern, device in self.overrides]
         return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML literal for a string or number (JSON's escapes are not all valid TOML: surrogate pairs)."""
+    if not isinstance(value, str):
+        return json.dumps(value)
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _file_kind(path: Path) -> str:

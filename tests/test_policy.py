@@ -2,6 +2,8 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rramfx
 from rramfx import Policy, PolicyError
@@ -95,3 +97,18 @@ def test_prepare_accepts_a_policy_file(tmp_path, small_net):
     gm = rramfx.prepare(small_net, path)
     assert rramfx.placement(gm)["pw"] == "rram"
     assert gm.get_submodule("pw").drop_rate == 0.1
+
+
+_rates = st.floats(min_value=0.0, max_value=0.999, allow_nan=False)
+_patterns = st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(drop=_rates, fault=_rates, rule=st.sampled_from(["rram", "cpu"]),
+       overrides=st.lists(st.tuples(_patterns, st.sampled_from(["rram", "cpu"])), max_size=4,
+                          unique_by=lambda t: t[0]),
+       suffix=st.sampled_from([".json", ".toml"]))
+def test_any_valid_policy_round_trips_through_files(tmp_path_factory, drop, fault, rule, overrides, suffix):
+    p = Policy(drop_rate=drop, fault_rate=fault, conv_1x1=rule, overrides=overrides)
+    path = p.save(tmp_path_factory.mktemp("p") / f"policy{suffix}")
+    assert Policy.from_file(path) == p
