@@ -25,3 +25,7 @@ class PlacementError(RramfxError):
 
 class FaultError(RramfxError, ValueError):
     """A fault model, fault set or fault file does not fit the model it is applied to."""
+
+
+class PassError(RramfxError):
+    """A graph pass cannot do what it was asked on this model (the message names the node or module)."""

@@ -1,14 +1,16 @@
 """`Policy`: one validated, immutable description of how a model is prepared for an RRAM chip.
 
 A policy says which layers go to the crossbar (the kernel-size rule plus ordered overrides), the
-DropConnect rate used in training and the fault rate expected at deployment. It round-trips through
-plain dicts, JSON and TOML so that an experiment's preparation can be stored beside its results.
+DropConnect rate used in training, the fault rate expected at deployment, and which structural passes
+change the network first (linear bottlenecks, padded 1x1 convolutions, wider channels). It round-trips
+through plain dicts, JSON and TOML so that an experiment's preparation can be stored beside its results.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -24,6 +26,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEVICES = ("rram", "cpu")
+MAX_WIDEN = 16.0
+MAX_DIVISOR = 1024
+MAX_EXPAND_RATIO = 64.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,18 @@ class Policy:
 
     ``drop_rate`` is the DropConnect rate p of RRAM layers in training, ``fault_rate`` the stuck-at
     rate p' expected on the chip; faulty inference scales RRAM weights by 1/(1-p').
+
+    Structural passes, run by `rramfx.prepare` before placement in the order bottleneck → pad → widen
+    (all off by default):
+
+    - ``bottleneck``: convolutions to replace with MobileNetV2 linear bottlenecks, as module paths or
+      1-based indices over the k×k convolutions in execution order; ``bottleneck_expand_ratio`` is
+      the expansion t (hidden width t·C_in), in (0, 64].
+    - ``pad_1x1``: which 1x1 convolutions become equivalent 3x3 ones (and so RRAM layers): ``"all"``,
+      ``"shortcut"``, module-path globs, or a list of them; empty for none.
+    - ``widen``: channel multiplier in [1, 16] (1 = unchanged; the paper's 1.2 / 1.6);
+      ``widen_preserve_function`` keeps the network's function (Net2WiderNet) instead of
+      re-initialising; ``widen_divisor`` rounds channel counts to multiples of it, in [1, 1024].
     """
 
     drop_rate: float = 0.0
@@ -45,6 +62,12 @@ class Policy:
     conv_1x1: str = "cpu"
     linear: str = "cpu"
     overrides: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    bottleneck: tuple[int | str, ...] = field(default_factory=tuple)
+    bottleneck_expand_ratio: float = 6.0
+    pad_1x1: tuple[str, ...] = field(default_factory=tuple)
+    widen: float = 1.0
+    widen_preserve_function: bool = False
+    widen_divisor: int = 1
 
     def __post_init__(self) -> None:
         for name in ("drop_rate", "fault_rate"):
@@ -52,12 +75,31 @@ class Policy:
         for name in ("conv_kxk", "conv_1x1", "linear"):
             _device(name, getattr(self, name))
         object.__setattr__(self, "overrides", _normalise_overrides(self.overrides))
+        object.__setattr__(self, "bottleneck", _normalise_targets(self.bottleneck))
+        object.__setattr__(self, "bottleneck_expand_ratio",
+                           _number("bottleneck_expand_ratio", self.bottleneck_expand_ratio, 0.0, MAX_EXPAND_RATIO,
+                                   "(0, 64]", open_low=True))
+        object.__setattr__(self, "pad_1x1", _normalise_pad(self.pad_1x1))
+        object.__setattr__(self, "widen", _number("widen", self.widen, 1.0, MAX_WIDEN, "[1, 16]"))
+        if not isinstance(self.widen_preserve_function, bool):
+            raise PolicyError(
+                f"Policy.widen_preserve_function must be true or false, got {self.widen_preserve_function!r}")
+        d = self.widen_divisor
+        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DIVISOR:
+            raise PolicyError(f"Policy.widen_divisor must be an integer in [1, {MAX_DIVISOR}], got {d!r}")
+
+    @property
+    def structural(self) -> bool:
+        """True when the policy asks for any structural pass."""
+        return bool(self.bottleneck or self.pad_1x1 or self.widen != 1.0)
 
     # ---- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON/TOML ready); ``Policy.from_dict(p.to_dict()) == p``."""
         d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         d["overrides"] = dict(self.overrides)
+        d["bottleneck"] = list(self.bottleneck)
+        d["pad_1x1"] = list(self.pad_1x1)
         return d
 
     @classmethod
@@ -112,7 +154,10 @@ class Policy:
 
 
 def _toml_value(value: Any) -> str:
-    """A TOML literal for a string or number (JSON's escapes are not all valid TOML: surrogate pairs)."""
+    """A TOML literal for a string, number, boolean or array of them (JSON's escapes are not all valid
+    TOML: surrogate pairs)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if not isinstance(value, str):
         return json.dumps(value)
     out = []
@@ -137,6 +182,50 @@ def _device(name: str, value: Any) -> str:
     if value not in DEVICES:
         raise PolicyError(f"Policy.{name} must be one of {DEVICES}, got {value!r}")
     return value
+
+
+def _number(name: str, value: Any, low: float, high: float, bounds: str, open_low: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise PolicyError(f"Policy.{name} must be a number in {bounds}, got {value!r}")
+    if not ((low < value if open_low else low <= value) and value <= high):
+        raise PolicyError(f"Policy.{name} must be in {bounds}, got {value}")
+    return float(value)
+
+
+def _normalise_targets(value: Any) -> tuple[int | str, ...]:
+    items = (value,) if isinstance(value, (str, int)) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise PolicyError(
+            f"Policy.bottleneck must be a list of module paths or 1-based convolution indices, got {value!r}"
+        ) from None
+    for t in items:
+        if isinstance(t, bool) or not ((isinstance(t, int) and t >= 1) or (isinstance(t, str) and t)):
+            raise PolicyError(
+                f"Policy.bottleneck entries must be module paths or indices >= 1, got {t!r}"
+            )
+    if len(set(items)) != len(items):
+        raise PolicyError(f"Policy.bottleneck lists a target twice: {list(items)!r}")
+    return items
+
+
+def _normalise_pad(value: Any) -> tuple[str, ...]:
+    if value == "":
+        return ()
+    items = (value,) if isinstance(value, str) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise PolicyError(
+            f"Policy.pad_1x1 must be 'all', 'shortcut', a module-path glob or a list of them, got {value!r}"
+        ) from None
+    for s in items:
+        if not isinstance(s, str) or not s:
+            raise PolicyError(
+                f"Policy.pad_1x1 entries must be 'all', 'shortcut' or non-empty module-path globs, got {s!r}"
+            )
+    return items
 
 
 def _normalise_overrides(value: Any) -> tuple[tuple[str, str], ...]:

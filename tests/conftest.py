@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,14 @@ MODELS_FILE = Path(__file__).with_name("models.txt")
 
 #: Input side length per model where the default (64) is too small for the architecture.
 INPUT_SIZE = {"inception_v3": 96}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `make test` runs one xdist worker per core. torch's own intra-op threads on top of that mostly
+    # wait for each other (measured: a 10-step training loop took 1 s on one thread and 12-70 s on
+    # two on a loaded 2-core machine), so each worker computes on one thread.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 def public_models() -> list[str]:
