@@ -1,0 +1,82 @@
+"""``rramfx evaluate``: Monte-Carlo accuracy of a trained model on simulated faulty chips."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+from ..data import DataError, ImageLoader, load_dataset
+from ..faults import FaultModel
+from ..monte_carlo import monte_carlo
+from ..recalibrate import recalibrate_bn
+from ..train import load_prepared
+from ._experiment import add_device_arg, rate_list, resolve_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="Monte-Carlo accuracy of a trained model on simulated faulty chips",
+        description="Evaluate a model saved by `rramfx train` on TRIALS simulated chips per fault rate (one "
+                    "fault mask per chip, applied to every test batch), with the 1/(1-p') inference scale and, "
+                    "with --recalibrate, BatchNorm statistics re-estimated for p' (the paper's Algorithm 1).",
+    )
+    p.add_argument("model_file", help="a model file written by `rramfx train`")
+    p.add_argument("--dataset", help="dataset to evaluate on (default: the one the model was trained on)")
+    p.add_argument("--data-dir", help="dataset directory (default: the training run's)")
+    p.add_argument("--test-subset", type=int, help="evaluate on this many test images (seeded choice)")
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
+    p.add_argument("--fault-rates", type=rate_list, default=(0.0, 0.1, 0.2, 0.3),
+                   help="comma-separated fault rates (default 0,0.1,0.2,0.3)")
+    p.add_argument("--sa0-fraction", type=float, default=0.0,
+                   help="share of faulty cells stuck at SA0 instead of SA1 (default 0, the paper's setting)")
+    p.add_argument("--trials", type=int, default=100, help="simulated chips per fault rate (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="chip seed: chip i is drawn from chip_seed(seed, i)")
+    p.add_argument("--recalibrate", action="store_true", help="re-estimate BN statistics for each fault rate")
+    p.add_argument("--recal-batches", type=int, default=50,
+                   help="training batches for --recalibrate (default 50; 0 = the whole training set)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_arg(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    gm, record = load_prepared(args.model_file, map_location=device)
+    info = record["info"]
+    dataset = args.dataset or info.get("dataset")
+    if not dataset:
+        raise DataError(f"'{args.model_file}' does not say which dataset it was trained on: pass --dataset")
+    data_dir = args.data_dir or info.get("data_dir")
+    in_chans = record["model_kwargs"].get("in_chans")
+    common = {"image_size": info.get("image_size"), "in_chans": in_chans, "device": device}
+    test = ImageLoader(load_dataset(dataset, "test", data_dir).subset(args.test_subset, seed=1),
+                       args.batch_size, **common)
+    recal = None
+    if args.recalibrate:
+        recal = ImageLoader(load_dataset(dataset, "train", data_dir), args.batch_size, shuffle=True, **common)
+    results = []
+    for rate in args.fault_rates:
+        sa0 = rate * args.sa0_fraction
+        fault_model = FaultModel(sa1=rate - sa0, sa0=sa0)
+        chip_model = copy.deepcopy(gm)
+        if recal is not None:
+            recalibrate_bn(chip_model, recal, fault_model.sa1, batches=args.recal_batches or None,
+                           progress=not args.quiet)
+        results.append(monte_carlo(chip_model, test, fault_model, args.trials, args.seed,
+                                   fault_rate=fault_model.sa1, progress=not args.quiet))
+    if args.json:
+        print(json.dumps([{"fault_rate": r_, **res.to_dict()} for r_, res in zip(args.fault_rates, results,
+                                                                                  strict=True)], indent=1))
+        return 0
+    print(f"{record['model']} from {args.model_file}, drop rate {record['policy'].get('drop_rate', 0):g}, "
+          f"{results[0].samples:,} {dataset} test images, {args.trials} chips per fault rate"
+          + (", BN recalibrated" if args.recalibrate else ""))
+    print(f"{'fault rate':>10}  {'mean %':>7}  {'std':>5}  {'min %':>6}  {'max %':>6}  {'95% CI of mean':>15}  "
+          f"{'s':>6}")
+    for rate, res in zip(args.fault_rates, results, strict=True):
+        ci = f"{100 * res.ci95[0]:.2f}–{100 * res.ci95[1]:.2f}"
+        print(f"{rate:10g}  {100 * res.mean:7.2f}  {100 * res.std:5.2f}  {100 * res.min:6.2f}  {100 * res.max:6.2f}  "
+              f"{ci:>15}  {res.seconds:6.1f}")
+    return 0

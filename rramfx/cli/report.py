@@ -1,0 +1,26 @@
+"""``rramfx report``: re-render the tables and plots of a sweep folder from its results.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..report import write_report
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="re-render a sweep's tables and plots from its results.json",
+        description="Read OUT/results.json (written by `rramfx sweep`) and write results.csv, summary.csv, "
+                    "results.md, heatmap.png and best_drop_rate.png beside it; print the markdown table.",
+    )
+    p.add_argument("out", help="a sweep output folder")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = write_report(args.out)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    for name, path in paths.items():
+        if name != "markdown":
+            print(f"wrote {path}")
+    return 0

@@ -1,0 +1,72 @@
+"""``rramfx sweep``: train one model per drop rate (and seed), evaluate each on simulated chips at every
+fault rate, and write the results table, heatmap and best-drop-rate plot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..policy import Policy
+from ..sweep import SweepConfig, sweep
+from ..train import SCHEDULES
+from ._experiment import add_data_args, add_device_arg, int_list, rate_list, resolve_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="drop rate × fault rate sweep with tables and heatmaps (resumable)",
+        description="For every drop rate and training seed: prepare and train the model with DropConnect; "
+                    "for every fault rate: optionally recalibrate BatchNorm (Algorithm 1) and evaluate it on "
+                    "TRIALS simulated chips. Writes results.csv/json, results.md, heatmap.png and "
+                    "best_drop_rate.png to OUT. Re-running resumes; more rates or seeds extend the sweep.",
+    )
+    p.add_argument("--model", required=True, help="timm:NAME, tv:NAME, pkg.module:factory, or a reference model "
+                                                  "(resnet20, vgg13, mobilenetv2, mini_mobilenet_<n>)")
+    p.add_argument("--num-classes", type=int, help="number of outputs (default: the dataset's)")
+    p.add_argument("--in-chans", type=int, help="model input channels (default: the dataset's)")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel multiplier: reference models are built wider, others widened (default 1)")
+    add_data_args(p)
+    p.add_argument("--drop-rates", type=rate_list, default=(0.0, 0.1, 0.2, 0.3, 0.4),
+                   help="DropConnect rates to train with (default 0,0.1,0.2,0.3,0.4)")
+    p.add_argument("--fault-rates", type=rate_list, default=(0.0, 0.1, 0.2, 0.3),
+                   help="fault rates to evaluate at (default 0,0.1,0.2,0.3)")
+    p.add_argument("--seeds", type=int_list, default=(0, 1, 2),
+                   help="training seeds; results report the spread over them (default 0,1,2)")
+    p.add_argument("--trials", type=int, default=100, help="simulated chips per cell (default 100)")
+    p.add_argument("--chip-seed", type=int, default=0, help="seed of the simulated chips (default 0)")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs per model (default 10)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default cosine)")
+    p.add_argument("--no-augment", action="store_true", help="no random crops or flips in training")
+    p.add_argument("--no-recalibrate", action="store_true", help="skip BN recalibration (keep the 1/(1-p') scale)")
+    p.add_argument("--recal-batches", type=int, help="training batches per BN recalibration (default: all)")
+    p.add_argument("--sa0-fraction", type=float, default=0.0,
+                   help="share of faulty cells stuck at SA0 instead of SA1 (default 0, the paper's setting)")
+    p.add_argument("--rram-1x1", action="store_true", help="put 1x1 convolutions on RRAM too (paper's Fig. 7)")
+    p.add_argument("--pad-shortcuts", action="store_true",
+                   help="pad 1x1 shortcut convolutions to 3x3 so they go to RRAM (paper's Fig. 6c)")
+    p.add_argument("--policy", help="base policy file (.json/.toml): placement rules and overrides")
+    p.add_argument("--out", required=True, help="output folder (created; resumed when it holds results)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_arg(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = Policy.from_file(args.policy).to_dict() if args.policy else {}
+    config = SweepConfig(
+        model=args.model, dataset=args.dataset, drop_rates=args.drop_rates, fault_rates=args.fault_rates,
+        seeds=args.seeds, trials=args.trials, chip_seed=args.chip_seed, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
+        augment=not args.no_augment, recalibrate=not args.no_recalibrate, recal_batches=args.recal_batches,
+        sa0_fraction=args.sa0_fraction, width=args.width, rram_1x1=args.rram_1x1,
+        pad_shortcuts=args.pad_shortcuts, policy=policy,
+        num_classes=args.num_classes, in_chans=args.in_chans, image_size=args.image_size,
+        train_subset=args.train_subset, test_subset=args.test_subset, data_dir=args.data_dir,
+    )
+    sweep(config, args.out, device=resolve_device(args.device), progress=not args.quiet)
+    print()
+    print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
+    return 0
