@@ -1,0 +1,121 @@
+"""``rramfx export``: prepare a model and write it as an annotated ONNX graph."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+from ..errors import RramfxError
+from .common import add_model_args, add_policy_args, model_from_args, policy_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="prepare a model and export it to annotated ONNX",
+        description="Prepare a model with a policy and export it to ONNX with rramfx metadata on every "
+                    "node (device, module, crossbar tiling); fault codes baked in, as inputs, or none.")
+    add_model_args(p)
+    add_policy_args(p)
+    for action in p._actions:  # --trained replaces --model
+        if action.dest == "model":
+            action.required = False
+    p.add_argument("--trained", metavar="PATH",
+                   help="a trained model file (rramfx.save_prepared / `rramfx train`) instead of --model; "
+                        "--fault-rate then sets the deployment p'")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--faults", default="none", metavar="inputs|none|SEED",
+                   help="'none': clean deployment graph (default); 'inputs': fault codes are graph inputs "
+                        "(for ort_monte_carlo); an integer SEED: bake in the chip drawn with that seed")
+    p.add_argument("--sa1", type=float, help="SA1 rate of the fault model (default: the policy's fault_rate)")
+    p.add_argument("--sa0", type=float, default=0.0, help="SA0 rate of the fault model (default 0)")
+    p.add_argument("--input-size", help="C,H,W of one example input (default: IN_CHANS,32,32)")
+    p.add_argument("--tile", default="128x128", help="crossbar tile ROWSxCOLS for tile counts (default 128x128)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--no-prescale", action="store_true",
+                   help="clean graph only: keep RRAM weights as trained instead of x 1/(1-p')")
+    p.set_defaults(run=run)
+
+
+class _ArgError(RramfxError):
+    """A bad ``rramfx export`` argument."""
+
+
+def _input_size(args: argparse.Namespace) -> tuple[int, ...]:
+    if args.input_size is None:
+        return (args.in_chans, 32, 32)
+    try:
+        size = tuple(int(v) for v in args.input_size.split(","))
+    except ValueError:
+        size = ()
+    if not size or any(v <= 0 for v in size):
+        raise _ArgError(f"--input-size must be positive integers like 3,32,32, got {args.input_size!r}")
+    return size
+
+
+def _tile(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise _ArgError(f"--tile must look like 128x128, got {text!r}") from None
+    return rows, cols
+
+
+def _prepared(args: argparse.Namespace):
+    """The prepared model: from --model and the policy flags, or from a --trained file."""
+    from ..chip import crossbar_layers, set_fault_rate
+    from ..graph import rramfx_meta
+    from ..prepare import prepare
+
+    if args.trained is None:
+        if args.model is None:
+            raise _ArgError("give --model SPEC (timm:NAME, tv:NAME, pkg.module:factory) or --trained PATH")
+        return prepare(model_from_args(args).eval(), policy_from_args(args)).eval()
+    if args.model is not None or args.policy is not None or args.drop_rate is not None:
+        raise _ArgError("--trained takes the model and its policy from the file; drop --model/--policy/--drop-rate")
+    from ..train import load_prepared
+
+    gm, record = load_prepared(args.trained)
+    args.in_chans = int(record.get("model_kwargs", {}).get("in_chans", args.in_chans))
+    if args.fault_rate is not None:  # the deployment p' may differ from the training policy's
+        if crossbar_layers(gm):
+            set_fault_rate(gm, args.fault_rate)
+        rramfx_meta(gm)["policy"] = {**rramfx_meta(gm).get("policy", {}), "fault_rate": args.fault_rate}
+    return gm.eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch  # heavy imports only when the command runs
+
+    from ..chip import crossbar_layers, inject_faults
+    from ..faults import FaultModel
+    from ..graph import rramfx_meta
+    from ..onnx_export import export_onnx
+
+    mode = args.faults.strip().lower()
+    if mode not in ("none", "inputs") and not mode.isdigit():
+        raise _ArgError(f"--faults must be 'inputs', 'none' or a non-negative integer seed, got {args.faults!r}")
+    tile = _tile(args.tile)
+    size = _input_size(args) if args.input_size is not None else None  # checked before the slow part
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gm = _prepared(args)
+        size = size or _input_size(args)
+        p_prime = float(rramfx_meta(gm).get("policy", {}).get("fault_rate", 0.0))
+        fault_model = FaultModel(sa1=p_prime if args.sa1 is None else args.sa1, sa0=args.sa0)
+        example = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
+        if mode.isdigit():
+            if fault_model.sa1 == 0 and fault_model.sa0 == 0:
+                raise _ArgError("--faults SEED bakes in a chip, but the fault model draws no faults: "
+                                "give --sa1/--sa0 rates (or a policy with fault_rate > 0)")
+            faults = inject_faults(gm, fault_model, seed=int(mode))
+        else:
+            faults = None if mode == "none" else "inputs"
+        path = export_onnx(gm, example, args.out, faults=faults, opset=args.opset, fault_model=fault_model,
+                           tile=tile, prescale=not args.no_prescale)
+    layers = crossbar_layers(gm)
+    print(f"wrote {path}: {len(layers)} RRAM layers, fault mode "
+          f"{'baked (seed ' + mode + ')' if mode.isdigit() else mode}, input {'x'.join(map(str, size))}")
+    for w in caught:
+        if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            print(f"warning: {w.message}")
+    return 0
