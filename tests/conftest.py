@@ -28,6 +28,11 @@ def public_models() -> list[str]:
     return [ln.strip() for ln in MODELS_FILE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
 
 
+def public_model_params(fast: set[str], mark: pytest.MarkDecorator = pytest.mark.slow) -> list:
+    """The public models as pytest parameters: those in ``fast`` run by default, the rest carry ``mark``."""
+    return [pytest.param(n, marks=() if n in fast else mark) for n in public_models()]
+
+
 def input_for(name: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
     size = INPUT_SIZE.get(name, 64)
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))

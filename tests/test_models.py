@@ -10,14 +10,11 @@ import torch
 
 import rramfx
 
-from .conftest import input_for, public_models
+from .conftest import input_for, public_model_params, public_models
 
 FAST = {"resnet18", "mobilenetv2_100", "tf_efficientnet_b0", "vgg11_bn", "nf_resnet26", "resnetv2_50x1_bit",
         "convnext_atto", "ghostnet_050", "regnety_002", "lcnet_050"}
 
-
-def _params():
-    return [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in public_models()]
 
 
 def test_model_list_is_the_public_forty():
@@ -26,7 +23,7 @@ def test_model_list_is_the_public_forty():
     assert set(names) >= FAST
 
 
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", public_model_params(FAST))
 def test_public_model(name):
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=10, pretrained=False).eval()

@@ -17,7 +17,7 @@ from rramfx import FaultModel, Policy
 from rramfx.onnx_export import export_onnx, onnx_fault_inputs
 from rramfx.onnx_meta import node_meta
 
-from .conftest import input_for, public_models
+from .conftest import input_for, public_model_params
 
 #: Default subset: depthwise, squeeze-excite and hard-swish layers. resnet18 runs in test_onnx_partition.py,
 #: timm's Conv2dSame/StdConv2d/ScaledStdConv2d in test_onnx_export.py.
@@ -25,9 +25,6 @@ FAST = {"mobilenetv3_small_050"}
 P = 0.1
 CHIP = FaultModel(sa1=0.1, sa0=0.01)
 
-
-def _params():
-    return [pytest.param(n, marks=() if n in FAST else pytest.mark.exhaustive) for n in public_models()]
 
 
 def _rel(a, b):
@@ -41,7 +38,7 @@ def _sensitivity(gm, x):
     return _rel(b, a)
 
 
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", public_model_params(FAST, pytest.mark.exhaustive))
 def test_export_matches_pytorch_on_a_chip(name, tmp_path):
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=10, pretrained=False).eval()

@@ -14,7 +14,7 @@ import rramfx
 from rramfx.errors import PassError
 from rramfx.graph import rramfx_meta
 
-from .conftest import assert_unchanged, input_for, public_models, snapshot
+from .conftest import assert_unchanged, input_for, public_model_params, snapshot
 from .structural import rel_err
 
 
@@ -151,11 +151,8 @@ def test_padded_layers_placed_on_rram(small_net):
 FAST = {"resnet18", "lcnet_050", "mobilenetv2_100"}
 
 
-def _params():
-    return [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in public_models()]
 
-
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", public_model_params(FAST))
 def test_public_model_output_is_unchanged(name):
     torch.manual_seed(0)
     model = timm.create_model(name, num_classes=10, pretrained=False).eval()
