@@ -37,6 +37,7 @@ def recalibrate_bn(
     batches: int | None = None,
     *,
     seed: int = 0,
+    scale: bool = True,
     progress: bool = False,
 ) -> fx.GraphModule:
     """Re-estimate ``gm``'s BatchNorm statistics for the expected fault rate ``fault_rate`` (p').
@@ -49,6 +50,10 @@ def recalibrate_bn(
     drop rate and BN momentum are as before. The DropConnect masks are drawn from ``seed`` without
     touching torch's global random state. Raises `FaultError` if a chip is applied: Algorithm 1
     prepares for the expected fault rate, not for one chip (call `clear_faults` first).
+
+    ``scale=False`` is the ablation without the inference scale: the surviving weights are not
+    multiplied by 1/(1-p') while the statistics are gathered, and the model is left with p' = 0 (no
+    scale at inference), so BatchNorm alone absorbs the weights' lost magnitude.
     """
     if not isinstance(gm, nn.Module):
         raise TypeError(f"recalibrate_bn expects a prepared torch.fx.GraphModule, got {type(gm).__name__}")
@@ -66,6 +71,7 @@ def recalibrate_bn(
     device = module_device(gm)
     saved_drop = {path: m.drop_rate for path, m in layers.items()}
     saved_momentum = {path: m.momentum for path, m in norms.items()}
+    saved_weight = {} if scale else {path: m.weight.detach().clone() for path, m in layers.items()}
     devices = [device.index or 0] if device.type == "cuda" else []
     seen = 0
     try:
@@ -73,6 +79,8 @@ def recalibrate_bn(
         for m in layers.values():
             m.drop_rate = fault_rate
             m.train()
+            if not scale:  # DropConnect multiplies the kept weights by 1/(1-p'): cancel it
+                m.weight.mul_(1.0 - fault_rate)
         for m in norms.values():
             m.reset_running_stats()
             m.momentum = None  # cumulative moving average: every batch weighs the same
@@ -92,13 +100,15 @@ def recalibrate_bn(
     finally:
         for path, m in layers.items():
             m.drop_rate = saved_drop[path]
+            if path in saved_weight:
+                m.weight.copy_(saved_weight[path])
         for path, m in norms.items():
             m.momentum = saved_momentum[path]
         gm.eval()
     if norms and seen == 0:
         raise ValueError("recalibrate_bn: the loader yielded no batches")
     for m in layers.values():
-        m.fault_rate = fault_rate
+        m.fault_rate = fault_rate if scale else 0.0
     return gm
 
 

@@ -91,3 +91,20 @@ def test_model_without_rram_layers_is_recalibrated_plainly():
     train, _ = loaders(n_train=64)
     rramfx.recalibrate_bn(gm, train, 0.2)
     assert gm.bn1.num_batches_tracked.item() == 1 and not gm.training
+
+
+def test_without_scale_the_statistics_see_unscaled_weights_and_p_prime_stays_zero():
+    # With p' = 0.5 and the same seed, the kept weights are w instead of 2w: conv1's outputs (bias-free)
+    # halve, so bn1's running mean halves and its variance quarters; weights come back bit-identical.
+    stats = {}
+    for scale in (True, False):
+        gm = trained(drop_rate=0.3)
+        params = _params(gm)
+        train, _ = loaders()
+        rramfx.recalibrate_bn(gm, train, 0.5, batches=3, seed=4, scale=scale)
+        assert all(torch.equal(v, dict(gm.named_parameters())[k]) for k, v in params.items())
+        assert {m.fault_rate for m in rramfx.crossbar_layers(gm).values()} == ({0.5} if scale else {0.0})
+        stats[scale] = (gm.bn1.running_mean.clone(), gm.bn1.running_var.clone())
+    assert gm.conv1.bias is None
+    assert torch.allclose(stats[False][0], stats[True][0] / 2, atol=1e-6)
+    assert torch.allclose(stats[False][1], stats[True][1] / 4, rtol=1e-4)
