@@ -212,33 +212,12 @@ def sweep(
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE
-    rows: list[dict[str, Any]] = []
-    if results_path.is_file():
-        try:
-            stored = json.loads(results_path.read_text())
-        except json.JSONDecodeError as e:
-            raise SweepError(f"'{results_path}' is not valid JSON ({e}); delete it to start over") from e
-        _check_compatible(stored.get("config", {}), config, results_path)
-        rows = list(stored.get("rows", []))
+    rows = _stored_rows(results_path, config)
     done = {_key(r) for r in rows}
     stored_rows = len(rows)
     say = log or (lambda _msg: None)
     device = torch.device(device)
-
-    train_data = test_data = None
-    if loaders is None:
-        from .data import ImageLoader, load_dataset
-
-        train_data = load_dataset(config.dataset, "train", config.data_dir).subset(config.train_subset, seed=0)
-        test_data = load_dataset(config.dataset, "test", config.data_dir).subset(config.test_subset, seed=1)
-        num_classes = config.num_classes or train_data.num_classes
-        in_chans = config.in_chans or train_data.in_chans
-        test_loader: Iterable[Any] = ImageLoader(test_data, max(256, config.batch_size), image_size=config.image_size,
-                                                 in_chans=in_chans, device=device)
-    else:
-        num_classes = config.num_classes or 10
-        in_chans = config.in_chans or 3
-        test_loader = loaders[1]
+    data = _Data(config, device, loaders)
 
     def save_rows() -> None:
         merged = config.to_dict()  # with the grid of everything in the file, not only of this call
@@ -251,40 +230,19 @@ def sweep(
         todo = [f for f in config.fault_rates if (round(drop, 6), round(f, 6), seed) not in done]
         if not todo:
             continue
-        if loaders is None:
-            train_loader: Iterable[Any] = ImageLoader(
-                train_data, config.batch_size, shuffle=True, augment=config.augment, image_size=config.image_size,
-                in_chans=in_chans, drop_last=len(train_data) > config.batch_size, seed=seed, device=device)
-            recal_loader: Iterable[Any] = ImageLoader(
-                train_data, config.batch_size, shuffle=True, image_size=config.image_size, in_chans=in_chans,
-                seed=seed + 7777, device=device)
-        else:
-            train_loader = recal_loader = loaders[0]
-        gm, clean, train_seconds = _trained(config, drop, seed, out_dir, device, train_loader, test_loader,
-                                            num_classes, in_chans, model_fn, progress)
+        train_loader, recal_loader = data.train_loaders(seed)
+        gm, clean, train_seconds = _trained(config, drop, seed, out_dir, device, train_loader, data.test_loader,
+                                            data.num_classes, data.in_chans, model_fn, progress)
         say(f"[{n}/{len(cells)}] drop rate {drop:g}, seed {seed}: fault-free accuracy {100 * clean:.2f}%"
             + (f" (trained in {train_seconds:.0f} s)" if train_seconds else " (trained earlier)"))
         for fault in todo:
-            start = time.perf_counter()
-            chip_model = copy.deepcopy(gm)
-            p_prime = config.fault_model(fault).sa1
-            if config.recalibrate:
-                recalibrate_bn(chip_model, recal_loader, p_prime, batches=config.recal_batches, seed=seed,
-                               progress=progress)
-            result = monte_carlo(chip_model, test_loader, config.fault_model(fault), config.trials,
-                                 config.chip_seed, fault_rate=p_prime, progress=progress)
-            del chip_model
-            rows.append({
-                "drop_rate": drop, "fault_rate": fault, "seed": seed, "accuracy": result.mean,
-                "chip_std": result.std, "chip_min": result.min, "chip_max": result.max,
-                "ci95_low": result.ci95[0], "ci95_high": result.ci95[1], "clean_accuracy": clean,
-                "trials": result.trials, "samples": result.samples, "train_seconds": train_seconds,
-                "eval_seconds": time.perf_counter() - start, "accuracies": list(result.accuracies),
-            })
-            done.add(_key(rows[-1]))
+            row = _evaluate_cell(config, gm, drop, fault, seed, recal_loader, data.test_loader, progress)
+            row.update(clean_accuracy=clean, train_seconds=train_seconds)
+            rows.append(row)
+            done.add(_key(row))
             save_rows()
-            say(f"    fault rate {fault:g}: {100 * result.mean:.2f}% ± {100 * result.std:.2f} over "
-                f"{result.trials} chips ({time.perf_counter() - start:.1f} s)")
+            say(f"    fault rate {fault:g}: {100 * row['accuracy']:.2f}% ± {100 * row['chip_std']:.2f} over "
+                f"{row['trials']} chips ({row['eval_seconds']:.1f} s)")
     if rows and (len(rows) > stored_rows or not (out_dir / "best_drop_rate.png").is_file()):
         save_rows()
         paths = write_report(out_dir)
@@ -292,6 +250,74 @@ def sweep(
     wanted = {(round(d, 6), round(f, 6), s)
               for d in config.drop_rates for f in config.fault_rates for s in config.seeds}
     return [r for r in rows if _key(r) in wanted]
+
+
+def _stored_rows(results_path: Path, config: SweepConfig) -> list[dict[str, Any]]:
+    """The rows already in ``results_path`` (none if it does not exist), after checking they come from
+    a sweep compatible with ``config``."""
+    if not results_path.is_file():
+        return []
+    try:
+        stored = json.loads(results_path.read_text())
+    except json.JSONDecodeError as e:
+        raise SweepError(f"'{results_path}' is not valid JSON ({e}); delete it to start over") from e
+    _check_compatible(stored.get("config", {}), config, results_path)
+    return list(stored.get("rows", []))
+
+
+class _Data:
+    """The sweep's data: the configured dataset's loaders, or the caller's ``(train, test)`` loaders."""
+
+    def __init__(self, config: SweepConfig, device: torch.device,
+                 loaders: tuple[Iterable[Any], Iterable[Any]] | None):
+        self.config, self.device, self.loaders = config, device, loaders
+        if loaders is not None:
+            self.num_classes = config.num_classes or 10
+            self.in_chans = config.in_chans or 3
+            self.test_loader: Iterable[Any] = loaders[1]
+            return
+        from .data import ImageLoader, load_dataset
+
+        self.train_data = load_dataset(config.dataset, "train", config.data_dir).subset(config.train_subset, seed=0)
+        test_data = load_dataset(config.dataset, "test", config.data_dir).subset(config.test_subset, seed=1)
+        self.num_classes = config.num_classes or self.train_data.num_classes
+        self.in_chans = config.in_chans or self.train_data.in_chans
+        self.test_loader = ImageLoader(test_data, max(256, config.batch_size), image_size=config.image_size,
+                                       in_chans=self.in_chans, device=device)
+
+    def train_loaders(self, seed: int) -> tuple[Iterable[Any], Iterable[Any]]:
+        """The training loader of one training seed, and the loader that feeds BN recalibration."""
+        if self.loaders is not None:
+            return self.loaders[0], self.loaders[0]
+        from .data import ImageLoader
+
+        c, data = self.config, self.train_data
+        train_loader = ImageLoader(data, c.batch_size, shuffle=True, augment=c.augment, image_size=c.image_size,
+                                   in_chans=self.in_chans, drop_last=len(data) > c.batch_size, seed=seed,
+                                   device=self.device)
+        recal_loader = ImageLoader(data, c.batch_size, shuffle=True, image_size=c.image_size, in_chans=self.in_chans,
+                                   seed=seed + 7777, device=self.device)
+        return train_loader, recal_loader
+
+
+def _evaluate_cell(config: SweepConfig, gm: fx.GraphModule, drop: float, fault: float, seed: int,
+                   recal_loader: Iterable[Any], test_loader: Iterable[Any], progress: bool) -> dict[str, Any]:
+    """One result row: a copy of the trained model, recalibrated for the fault rate (when configured),
+    evaluated on the sweep's chips."""
+    start = time.perf_counter()
+    chip_model = copy.deepcopy(gm)
+    p_prime = config.fault_model(fault).sa1
+    if config.recalibrate:
+        recalibrate_bn(chip_model, recal_loader, p_prime, batches=config.recal_batches, seed=seed, progress=progress)
+    result = monte_carlo(chip_model, test_loader, config.fault_model(fault), config.trials, config.chip_seed,
+                         fault_rate=p_prime, progress=progress)
+    return {
+        "drop_rate": drop, "fault_rate": fault, "seed": seed, "accuracy": result.mean,
+        "chip_std": result.std, "chip_min": result.min, "chip_max": result.max,
+        "ci95_low": result.ci95[0], "ci95_high": result.ci95[1], "clean_accuracy": None,
+        "trials": result.trials, "samples": result.samples, "train_seconds": None,
+        "eval_seconds": time.perf_counter() - start, "accuracies": list(result.accuracies),
+    }
 
 
 def _trained(config: SweepConfig, drop: float, seed: int, out_dir: Path, device: torch.device,
