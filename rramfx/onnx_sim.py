@@ -139,19 +139,7 @@ def ort_monte_carlo(
         raise FaultError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise FaultError(f"trials must be a positive int, got {trials!r}")
-    model = M.load_annotated(onnx_path)
-    meta = M.model_meta(model, onnx_path)
-    if meta["fault_mode"] != "inputs":
-        raise OnnxError(f"'{onnx_path}' has fault mode {meta['fault_mode']!r}; ort_monte_carlo needs an export "
-                        "with faults='inputs' (`rramfx export --faults inputs`)")
-    kind = meta["faults"]["fault_model"].get("kind")
-    if kind != fault_model.kind:
-        raise OnnxError(f"'{onnx_path}' applies {kind!r} faults; fault_model is {fault_model.kind!r}: "
-                        "export again with that fault model")
-    rates = {float(M.node_meta(n)["fault_rate"]) for n in model.graph.node if "fault_rate" in M.node_meta(n)}
-    fault_rate = max(rates, default=0.0)  # the p' the graph scales RRAM weights by (set_fault_rate may differ
-    # from the policy's)
-    code_names = meta["faults"]["inputs"]  # module path -> input name
+    model, fault_rate, code_names = _inputs_export(onnx_path, fault_model)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     providers = list(providers or ["CPUExecutionProvider"])
@@ -183,17 +171,39 @@ def ort_monte_carlo(
     for i in chips:
         codes = onnx_fault_inputs(draw_fault_set(layers, fault_model, seeds[i]))
         feed = dict(zip(built, chip_session.run(built, codes), strict=True))  # this chip's weights, once
-        at = 0
-        for x, _ in batches:
-            n = len(x)
-            if fixed and n < fixed:  # pad a short last batch for a fixed-batch graph
-                x = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
-            feed[data_names[0]] = np.ascontiguousarray(x, dtype=np.float32)
-            logits = session.run(None, feed)[0]
-            predictions[i, at:at + n] = logits[:n].argmax(1)
-            at += n
+        _predict(session, feed, data_names[0], batches, fixed, predictions[i])
         if labels is not None:
             accuracies.append(float((predictions[i] == labels).mean()))
     return OrtMonteCarloResult(predictions, tuple(accuracies) if labelled else None, seeds, seed,
                                json.loads(json.dumps(fault_model.to_dict())), fault_rate, samples,
                                time.perf_counter() - start)
+
+
+def _inputs_export(onnx_path: str | Path, fault_model: BaseFaultModel) -> tuple[Any, float, dict[str, str]]:
+    """The annotated model of a ``faults="inputs"`` export that applies ``fault_model``'s kind of faults,
+    the p' its RRAM weights are scaled by, and its fault-code inputs (module path -> input name)."""
+    model = M.load_annotated(onnx_path)
+    meta = M.model_meta(model, onnx_path)
+    if meta["fault_mode"] != "inputs":
+        raise OnnxError(f"'{onnx_path}' has fault mode {meta['fault_mode']!r}; ort_monte_carlo needs an export "
+                        "with faults='inputs' (`rramfx export --faults inputs`)")
+    kind = meta["faults"]["fault_model"].get("kind")
+    if kind != fault_model.kind:
+        raise OnnxError(f"'{onnx_path}' applies {kind!r} faults; fault_model is {fault_model.kind!r}: "
+                        "export again with that fault model")
+    rates = {float(M.node_meta(n)["fault_rate"]) for n in model.graph.node if "fault_rate" in M.node_meta(n)}
+    # the p' the graph scales RRAM weights by (set_fault_rate may differ from the policy's)
+    return model, max(rates, default=0.0), meta["faults"]["inputs"]
+
+
+def _predict(session: Any, feed: dict[str, Any], data_name: str, batches: list[tuple[Any, Any]], fixed: int | None,
+             out: np.ndarray) -> None:
+    """Class predictions of one chip (its weights in ``feed``) for every batch, written into ``out``."""
+    at = 0
+    for x, _ in batches:
+        n = len(x)
+        if fixed and n < fixed:  # pad a short last batch for a fixed-batch graph
+            x = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
+        feed[data_name] = np.ascontiguousarray(x, dtype=np.float32)
+        out[at:at + n] = session.run(None, feed)[0][:n].argmax(1)
+        at += n
