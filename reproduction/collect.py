@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,28 @@ def c1(results: Path) -> str:
             out.append(f"| {d:g} | " + " | ".join(fmt(cell(rows, d, f)) for f in FAULTS) + f" | {loss} |")
         out.append("")
     return "\n".join(out)
+
+
+def c1_seeds(results: Path) -> str:
+    """ResNet-20's C1 over training seeds: seed 0 from c1_resnet20, more from c1_resnet20_seed<n>."""
+    runs = {0: load(results, "c1_resnet20")}
+    for path in sorted(results.glob("c1_resnet20_seed*/results.json")):
+        runs[int(path.parent.name.removeprefix("c1_resnet20_seed"))] = json.loads(path.read_text())["rows"]
+    runs = {s: rows for s, rows in runs.items() if rows}
+    if len(runs) < 2:
+        return missing("c1_resnet20_seed1/2")
+    drops = sorted(set.intersection(*({r["drop_rate"] for r in rows} for rows in runs.values())))
+    out = [f"**resnet20 over {len(runs)} training seeds** ({', '.join(map(str, sorted(runs)))}): mean of the "
+           "per-seed chip means ± std between seeds\n",
+           "| drop rate | " + " | ".join(f"{100 * f:g}% SA1" for f in FAULTS) + " |", "|---|" + "---:|" * len(FAULTS)]
+    for d in drops:
+        cells = []
+        for f in FAULTS:
+            accs = [c["accuracy"] for rows in runs.values() if (c := cell(rows, d, f)) is not None]
+            cells.append(f"{100 * statistics.fmean(accs):.1f} ± {100 * statistics.stdev(accs):.1f}"
+                         if len(accs) > 1 else "–")
+        out.append(f"| {d:g} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def c3(results: Path) -> str:
@@ -140,7 +163,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
     results = Path(ap.parse_args().results)
-    parts = [c1(results), c3(results),
+    parts = [c1(results), c1_seeds(results), c3(results),
              compare(results, "C4: 1x1 shortcuts on the host vs on RRAM (ResNet-20)", "c1_resnet20",
                      "c4_resnet20_rram_1x1", ("1x1 on host", "1x1 on RRAM")),
              c5(results),

@@ -5,7 +5,7 @@
 # plots to reproduction/results/<name>/ and its wall time to reproduction/results/<name>/wall_time.txt.
 #
 #   bash reproduction/run_cpu.sh            # both queues (about 80 min on 2 cores)
-#   bash reproduction/run_cpu.sh resnet20   # one queue: resnet20 | others
+#   bash reproduction/run_cpu.sh resnet20   # one part: resnet20 | others | seeds (needs nothing else)
 #
 # The budget is a CPU budget: 6,000 training images for 3 epochs (ResNet-20 family; 4,000 for 2 epochs
 # for VGG-13 and MobileNetV2), one training seed, 100 simulated chips per cell on a fixed test subset.
@@ -76,9 +76,15 @@ others_queue() {
   done
 }
 
+seed_queue() {  # seed_queue SEED: C1 ResNet-20 again with another training seed, for the seed-to-seed spread
+  run "c1_resnet20_seed$1" $PY -m rramfx sweep --model resnet20 "${SMALL[@]}" --seeds "$1" --test-subset 300 \
+      --drop-rates 0,0.2,0.3 --fault-rates 0,0.1,0.2,0.3 --out "$R/c1_resnet20_seed$1"
+}
+
 case "${1:-all}" in
   resnet20) resnet20_queue ;;
   others) others_queue ;;
-  all) resnet20_queue & others_queue & wait ;;
-  *) echo "usage: $0 [all|resnet20|others]" >&2; exit 2 ;;
+  seeds) seed_queue 1 & seed_queue 2 & wait ;;
+  all) resnet20_queue & others_queue & wait; seed_queue 1 & seed_queue 2 & wait ;;
+  *) echo "usage: $0 [all|resnet20|others|seeds]" >&2; exit 2 ;;
 esac
