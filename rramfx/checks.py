@@ -14,3 +14,17 @@ def unit_rate(name: str, value: Any, error: type[Exception], *, allow_one: bool 
     if not (0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0):
         raise error(f"{name} must be in {bounds}, got {value}")
     return float(value)
+
+
+def positive_number(name: str, value: Any, error: type[Exception]) -> float:
+    """``value`` as a finite float > 0, else ``error`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise error(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def positive_int(name: str, value: Any, error: type[Exception]) -> int:
+    """``value`` as an int >= 1, else ``error`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise error(f"{name} must be an int >= 1, got {value!r}")
+    return value

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from .crossbar_geometry import geometry, macs, weight_fan
 from .errors import RramfxError
 
 if TYPE_CHECKING:
@@ -63,41 +64,22 @@ class OnnxError(RramfxError):
 
 # ---- layers -----------------------------------------------------------------------------------------
 
-def tiles_for(rows: int, cols: int, groups: int, tile: tuple[int, int]) -> int:
-    """Crossbar tiles of ``tile[0]`` rows x ``tile[1]`` columns that hold ``groups`` independent
-    ``rows x cols`` matrices. A group that fits in a tile shares it with others along the tile's
-    diagonal (depthwise and grouped convolutions); a larger one takes ceil(rows/R)·ceil(cols/C) tiles."""
-    tr, tc = tile
-    if rows <= tr and cols <= tc:
-        per_tile = min(tr // rows, tc // cols)
-        return math.ceil(groups / per_tile)
-    return groups * math.ceil(rows / tr) * math.ceil(cols / tc)
-
-
 def layer_info(layer: nn.Module, device: str, tile: tuple[int, int]) -> dict[str, str]:
     """The metadata of one weighted layer's main op (without MACs, which need the output shape)."""
-    if isinstance(layer, nn.Linear):
+    geo = geometry(layer)
+    if geo.kind == "linear":
         op = {"type": "linear", "in": layer.in_features, "out": layer.out_features}
-        rows, cols, groups = layer.in_features, layer.out_features, 1
     else:
-        kernel = [int(k) for k in layer.kernel_size]
-        groups = int(layer.groups)
-        transposed = bool(getattr(layer, "transposed", False))
-        op = {"type": "conv_transpose" if transposed else "conv", "kernel": kernel, "groups": groups,
+        op = {"type": geo.kind, "kernel": [int(k) for k in layer.kernel_size], "groups": geo.groups,
               "in": layer.in_channels, "out": layer.out_channels}
-        taps = math.prod(kernel)
-        if transposed:  # every input pixel drives out/groups x taps outputs
-            rows, cols = layer.in_channels // groups, layer.out_channels // groups * taps
-        else:
-            rows, cols = layer.in_channels // groups * taps, layer.out_channels // groups
     info = {DEVICE: device, OP: json.dumps(op)}
     if device == "rram":
         p = float(getattr(layer, "fault_rate", 0.0))
         info[DROP_RATE] = repr(float(getattr(layer, "drop_rate", 0.0)))
         info[FAULT_RATE] = repr(p)
         info[SCALE] = repr(1.0 / (1.0 - p))
-        info[CROSSBAR] = json.dumps({"rows": rows, "cols": cols, "groups": groups, "tile": list(tile),
-                                     "tiles": tiles_for(rows, cols, groups, tile)})
+        info[CROSSBAR] = json.dumps({"rows": geo.rows, "cols": geo.cols, "groups": geo.groups, "tile": list(tile),
+                                     "tiles": geo.tiles(tile)})
     return info
 
 
@@ -133,15 +115,14 @@ def macs_per_sample(node: ir.Node) -> int | None:
     if out is None or wshape is None or not all(isinstance(d, int) for d in wshape):
         return None
     wdims = list(wshape)
-    if node.op_type == "Conv":  # out elements x (in/groups x taps)
-        return out * math.prod(wdims[1:])
-    if node.op_type == "ConvTranspose":  # every input element meets out/groups x taps weights
-        inp = per_sample(node.inputs[0].shape)
-        return None if inp is None else inp * math.prod(wdims[1:])
+    if node.op_type in ("Conv", "ConvTranspose"):
+        kind = "conv" if node.op_type == "Conv" else "conv_transpose"
+        inp = per_sample(node.inputs[0].shape) if kind == "conv_transpose" else 0
+        return None if inp is None else macs(kind, weight_fan(kind, wdims), inp, out)
     trans_b = node.op_type == "Gemm" and node.attributes.get("transB") is not None \
         and node.attributes["transB"].as_int() == 1
     k = wdims[-1] if trans_b else wdims[-2] if len(wdims) >= 2 else wdims[0]
-    return out * k
+    return macs("linear", k, 0, out)
 
 
 # ---- the device rule --------------------------------------------------------------------------------
