@@ -29,3 +29,8 @@ class FaultError(RramfxError, ValueError):
 
 class PassError(RramfxError):
     """A graph pass cannot do what it was asked on this model (the message names the node or module)."""
+
+
+class CostError(RramfxError, ValueError):
+    """A cost estimate cannot be made: the model is not a prepared one, its example inputs do not run,
+    or a `rramfx.cost.Hardware` field is out of range (the message names the field)."""

@@ -62,6 +62,20 @@ def test_mobilenetv2_matches_torchvision_parameters_but_keeps_resolution():
     assert count(torchvision.models.mobilenet_v2(num_classes=10, width_mult=0.5)) == count(half)
 
 
+def test_mobilenetv2_round_nearest_as_torchvision():
+    # Default: MobileNet's rounding to multiples of 8 (16 channels x 1.2 -> 24); round_nearest=1 widens
+    # every layer alike (16 x 1.2 -> 19), the paper's widening. Counts from torchvision's own model.
+    eight, plain = models.create("mobilenetv2", width=1.2), models.create("mobilenetv2", width=1.2, round_nearest=1)
+    assert count(eight) == count(torchvision.models.mobilenet_v2(num_classes=10, width_mult=1.2)) == 3_204_362
+    assert count(plain) == count(torchvision.models.mobilenet_v2(num_classes=10, width_mult=1.2,
+                                                                 round_nearest=1)) == 3_192_640
+    assert eight.features[1].conv[-1][0].out_channels == 24 and plain.features[1].conv[-1][0].out_channels == 19
+    assert plain.features[0][0].out_channels == 38 and plain.classifier.in_features == 1536
+    assert count(models.create("mobilenetv2", round_nearest=1)) == 2_236_682  # width 1: the same network
+    with pytest.raises(ModelSpecError, match="round_nearest must be a positive int, got 0"):
+        models.create("mobilenetv2", round_nearest=0)
+
+
 @pytest.mark.parametrize("width,widths", [(1.2, (19, 38, 77)), (1.6, (26, 51, 102)), (0.5, (8, 16, 32))])
 def test_width_scales_resnet20_channels(width, widths):
     model = models.create("resnet20", width=width)

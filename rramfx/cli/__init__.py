@@ -10,7 +10,7 @@ import sys
 from ..errors import RramfxError
 
 #: Modules of this package that define a subcommand, in the order ``--help`` lists them.
-SUBCOMMANDS = ["prepare", "export", "partition", "inspect", "train", "evaluate", "sweep", "report"]
+SUBCOMMANDS = ["prepare", "cost", "export", "partition", "inspect", "train", "evaluate", "sweep", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,14 @@
 CIFAR-10: the stem and the second stage keep stride 1, so an input is downsampled 8x instead of 32x.
 Layers, widths and the width multiplier (channels rounded to multiples of 8) follow the original.
 
+``round_nearest`` (as in torchvision) is that multiple. ``round_nearest=1`` rounds ``width`` × channels
+to the nearest integer instead, so every layer grows by the same fraction, as the other reference
+models do and as the VTS 2024 paper widens its networks ("p is the percentage increase in the number
+of channels"). The difference matters for widened networks: at width 1.2 MobileNet's rounding gives
+the 16-channel stage 24 channels (+50%) and the 32-channel ones 40 (+25%), and the network 1.52x the
+MACs of width 1; plain rounding gives 19 and 38 channels and 1.42x the MACs, the paper's Table II
+figure (see docs/cost-model.md).
+
 Its building block, `InvertedResidual`, is the *linear bottleneck*: 1x1 expand (BN, ReLU6) → 3x3
 depthwise (BN, ReLU6) → 1x1 linear projection (BN, no activation), plus the input when shapes match."""
 
@@ -10,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..model_spec import ModelSpecError
 from ._common import make_divisible
 
 #: (expansion t, output channels c, blocks n, first stride s) of each stage, for 32x32 inputs.
@@ -55,7 +64,8 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2 with the given stage table (default: the CIFAR one) and width multiplier."""
+    """MobileNetV2 with the given stage table (default: the CIFAR one) and width multiplier; channel
+    counts are multiples of ``round_nearest`` (8: the original recipe; 1: plain rounding)."""
 
     def __init__(
         self,
@@ -64,13 +74,16 @@ class MobileNetV2(nn.Module):
         width: float = 1.0,
         stages: tuple[tuple[int, int, int, int], ...] = CIFAR_STAGES,
         stem_stride: int = 1,
+        round_nearest: int = 8,
     ):
         super().__init__()
-        in_ch = make_divisible(32 * width)
-        last = make_divisible(1280 * max(1.0, width))
+        if isinstance(round_nearest, bool) or not isinstance(round_nearest, int) or round_nearest < 1:
+            raise ModelSpecError(f"round_nearest must be a positive int, got {round_nearest!r}")
+        in_ch = make_divisible(32 * width, round_nearest)
+        last = make_divisible(1280 * max(1.0, width), round_nearest)
         blocks: list[nn.Module] = [conv_bn(in_chans, in_ch, 3, stride=stem_stride)]
         for t, c, n, s in stages:
-            out_ch = make_divisible(c * width)
+            out_ch = make_divisible(c * width, round_nearest)
             for i in range(n):
                 blocks.append(InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t))
                 in_ch = out_ch
@@ -89,6 +102,7 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def mobilenetv2(num_classes: int = 10, in_chans: int = 3, width: float = 1.0) -> MobileNetV2:
-    """MobileNetV2 for CIFAR-sized inputs (about 2.24 M parameters at width 1 with 10 classes)."""
-    return MobileNetV2(num_classes, in_chans, width)
+def mobilenetv2(num_classes: int = 10, in_chans: int = 3, width: float = 1.0, round_nearest: int = 8) -> MobileNetV2:
+    """MobileNetV2 for CIFAR-sized inputs (about 2.24 M parameters at width 1 with 10 classes).
+    ``round_nearest=1`` widens every layer by the same fraction (the paper's widening; see the module doc)."""
+    return MobileNetV2(num_classes, in_chans, width, round_nearest=round_nearest)

@@ -1,0 +1,72 @@
+"""``rramfx cost``: prepare a model and print its crossbar tiles, latency and energy per inference."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+
+from ..cost import Hardware, estimate_cost
+from ..errors import RramfxError
+from ..model_spec import create_model
+from ..policy import Policy
+from .export import _tile
+
+
+class _ArgError(RramfxError):
+    """A bad ``rramfx cost`` argument."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cost", help="estimate crossbar tiles, latency and energy of a prepared model",
+        description="Prepare a model with a policy (default: the paper's, k x k convolutions on RRAM) and "
+                    "estimate per layer its MACs, crossbar tiles, latency and energy for one input, on a "
+                    "64-chip ISAAC accelerator and a CPU host (see docs/cost-model.md).")
+    p.add_argument("model", metavar="MODEL",
+                   help="timm:NAME, tv:NAME, pkg.module:factory, or a reference model name (resnet20, vgg13, ...)")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel multiplier: reference models are built wider, others widened (default 1)")
+    p.add_argument("--input-shape", default="3,32,32", metavar="C,H,W",
+                   help="shape of one input; C is also the model's input channels (default 3,32,32)")
+    p.add_argument("--num-classes", type=int, default=10, help="number of outputs (default 10)")
+    p.add_argument("--policy", help="policy file (.json or .toml); default: rramfx.Policy(), the paper's")
+    p.add_argument("--tile", default="128x128", help="crossbar array ROWSxCOLS (default 128x128)")
+    p.add_argument("--cells-per-weight", type=int, default=1,
+                   help="cells holding one weight (default 1: an 8-bit weight per cell)")
+    p.add_argument("--chips", type=int, default=64, help="accelerator chips (default 64)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.set_defaults(run=run)
+
+
+def _input_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) < 1 or any(v <= 0 for v in shape):
+        raise _ArgError(f"--input-shape must be positive integers like 3,32,32, got {text!r}")
+    return shape
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..prepare import prepare
+
+    shape = _input_shape(args.input_shape)
+    hardware = Hardware(tile=_tile(args.tile), cells_per_weight=args.cells_per_weight, chips=args.chips)
+    policy = Policy.from_file(args.policy) if args.policy else Policy()
+    reference = ":" not in args.model
+    kwargs = {"width": args.width} if reference and args.width != 1.0 else {}
+    if args.width != 1.0 and not reference:
+        policy = Policy.from_dict({**policy.to_dict(), "widen": args.width})
+    model = create_model(args.model, num_classes=args.num_classes, in_chans=shape[0], **kwargs).eval()
+    x = torch.zeros(1, *shape)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gm = prepare(model, policy, example_inputs=x if policy.widen != 1.0 else None)
+        report = estimate_cost(gm, x, hardware)
+    print(report.to_json() if args.json else report.table())
+    for w in caught:
+        print(f"warning: {w.message}")
+    return 0
