@@ -78,13 +78,14 @@ others_queue() {
 
 seed_queue() {  # seed_queue SEED: C1 ResNet-20 again with another training seed, for the seed-to-seed spread
   run "c1_resnet20_seed$1" $PY -m rramfx sweep --model resnet20 "${SMALL[@]}" --seeds "$1" --test-subset 300 \
-      --drop-rates 0,0.2,0.3 --fault-rates 0,0.1,0.2,0.3 --out "$R/c1_resnet20_seed$1"
+      --drop-rates 0,0.3 --fault-rates 0,0.1,0.2,0.3 --out "$R/c1_resnet20_seed$1"
 }
 
 case "${1:-all}" in
   resnet20) resnet20_queue ;;
   others) others_queue ;;
   seeds) seed_queue 1 & seed_queue 2 & wait ;;
+  seed) seed_queue "${2:?usage: $0 seed N}" ;;
   all) resnet20_queue & others_queue & wait; seed_queue 1 & seed_queue 2 & wait ;;
-  *) echo "usage: $0 [all|resnet20|others|seeds]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|resnet20|others|seeds|seed N]" >&2; exit 2 ;;
 esac
