@@ -38,7 +38,8 @@ def main() -> int:
     ap.add_argument("--chip-seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, default=6000, help="training images for recalibration")
     ap.add_argument("--test-subset", type=int, default=300)
-    ap.add_argument("--recal-batches", type=int, default=8)
+    ap.add_argument("--recal-batches", type=int, default=8, help="batches of 128 per recalibration (0: one full pass)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"which of {', '.join(VARIANTS)} (default: all)")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     args = ap.parse_args()
     gm, record = rramfx.load_prepared(args.model_file)
@@ -47,14 +48,16 @@ def main() -> int:
     test = load_dataset("fashion-mnist", "test").subset(args.test_subset, seed=1)
     test_loader = ImageLoader(test, 256, in_chans=in_chans)
     clean = rramfx.evaluate(gm, test_loader)
+    variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    recal_batches = args.recal_batches or None
     rows = []
     for p in (float(v) for v in args.fault_rates.split(",")):
-        for name, (scale, recal) in VARIANTS.items():
+        for name, (scale, recal) in variants.items():
             start = time.perf_counter()
             chip_model = copy.deepcopy(gm)
             if recal:
                 recal_loader = ImageLoader(train, 128, shuffle=True, in_chans=in_chans, seed=7777)
-                rramfx.recalibrate_bn(chip_model, recal_loader, p, batches=args.recal_batches, scale=scale)
+                rramfx.recalibrate_bn(chip_model, recal_loader, p, batches=recal_batches, scale=scale)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the unscaled variants warn on purpose
                 result = rramfx.monte_carlo(chip_model, test_loader, rramfx.FaultModel(sa1=p), args.trials,
@@ -72,7 +75,7 @@ def main() -> int:
     lines = [f"Fault-free accuracy: {100 * clean:.2f}%", "",
              "| variant | " + " | ".join(f"{100 * p:g}% SA1" for p in rates) + " |",
              "|---|" + "---:|" * len(rates)]
-    for name in VARIANTS:
+    for name in variants:
         cells = [next(r for r in rows if r["variant"] == name and r["fault_rate"] == p) for p in rates]
         lines.append(f"| {name} | " + " | ".join(f"{100 * c['accuracy']:.2f} ± {100 * c['chip_std']:.2f}"
                                                  for c in cells) + " |")
