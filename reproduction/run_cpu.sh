@@ -5,7 +5,8 @@
 # plots to reproduction/results/<name>/ and its wall time to reproduction/results/<name>/wall_time.txt.
 #
 #   bash reproduction/run_cpu.sh            # both queues (about 80 min on 2 cores)
-#   bash reproduction/run_cpu.sh resnet20   # one part: resnet20 | others | seeds (needs nothing else)
+#   bash reproduction/run_cpu.sh resnet20   # one part: resnet20 | others (= minis vgg13 mobilenetv2 widen)
+#                                           # | seeds | seed N; parts can run side by side
 #
 # The budget is a CPU budget: 6,000 training images for 3 epochs (ResNet-20 family; 4,000 for 2 epochs
 # for VGG-13 and MobileNetV2), one training seed, 100 simulated chips per cell on a fixed test subset.
@@ -54,7 +55,7 @@ resnet20_queue() {
   done
 }
 
-others_queue() {
+mini_mobilenets() {
   # Follow-up study, part 1: mini-mobilenets with 2..7 bottlenecks, whole bottlenecks on RRAM
   # (--rram-1x1), drop rate = fault rate = 10/20/30%.
   for n in 2 3 4 5 6 7; do
@@ -64,17 +65,22 @@ others_queue() {
           --drop-rates $p --fault-rates 0,$p --out "$R/followup_mini_mobilenet_${n}_p$p"
     done
   done
-  # C1 + C2 for VGG-13 and MobileNetV2 (a smaller budget: each is 4-5x ResNet-20's compute on the CPU).
-  for model in vgg13 mobilenetv2; do
-    run "c1_$model" $PY -m rramfx sweep --model $model "${LARGE[@]}" --test-subset 100 \
-        --drop-rates 0,0.2 --fault-rates 0,0.1,0.2,0.3 --out "$R/c1_$model"
-  done
+}
+
+large_model() {  # large_model vgg13|mobilenetv2: C1 + C2 on a smaller budget (4-5x ResNet-20's compute)
+  run "c1_$1" $PY -m rramfx sweep --model "$1" "${LARGE[@]}" --test-subset 100 \
+      --drop-rates 0,0.2 --fault-rates 0,0.1,0.2,0.3 --out "$R/c1_$1"
+}
+
+widening() {
   # C5: ResNet-20 widened 1.2x / 1.4x / 1.6x, trained at drop rate 0.2 (1x: c1_resnet20).
   for w in 1.2 1.4 1.6; do
-    run "c5_resnet20_width$w" $PY -m rramfx sweep --model resnet20 --width $w "${SMALL[@]}" --test-subset 300 \
+    run "c5_resnet20_width$w" $PY -m rramfx sweep --model resnet20 --width $w "${SMALL[@]}" --test-subset 200 \
         --drop-rates 0.2 --fault-rates 0,0.1,0.2,0.3 --out "$R/c5_resnet20_width$w"
   done
 }
+
+others_queue() { mini_mobilenets; large_model vgg13; large_model mobilenetv2; widening; }
 
 seed_queue() {  # seed_queue SEED: C1 ResNet-20 again with another training seed, for the seed-to-seed spread
   run "c1_resnet20_seed$1" $PY -m rramfx sweep --model resnet20 "${SMALL[@]}" --seeds "$1" --test-subset 300 \
@@ -84,8 +90,11 @@ seed_queue() {  # seed_queue SEED: C1 ResNet-20 again with another training seed
 case "${1:-all}" in
   resnet20) resnet20_queue ;;
   others) others_queue ;;
+  minis) mini_mobilenets ;;
+  vgg13|mobilenetv2) large_model "$1" ;;
+  widen) widening ;;
   seeds) seed_queue 1 & seed_queue 2 & wait ;;
   seed) seed_queue "${2:?usage: $0 seed N}" ;;
   all) resnet20_queue & others_queue & wait; seed_queue 1 & seed_queue 2 & wait ;;
-  *) echo "usage: $0 [all|resnet20|others|seeds|seed N]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|resnet20|others|minis|vgg13|mobilenetv2|widen|seeds|seed N]" >&2; exit 2 ;;
 esac
