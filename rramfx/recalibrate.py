@@ -72,7 +72,6 @@ def recalibrate_bn(
     saved_drop = {path: m.drop_rate for path, m in layers.items()}
     saved_momentum = {path: m.momentum for path, m in norms.items()}
     saved_weight = {} if scale else {path: m.weight.detach().clone() for path, m in layers.items()}
-    devices = [device.index or 0] if device.type == "cuda" else []
     seen = 0
     try:
         gm.eval()
@@ -85,18 +84,7 @@ def recalibrate_bn(
             m.reset_running_stats()
             m.momentum = None  # cumulative moving average: every batch weighs the same
             m.train()
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            it = loader if batches is None else islice(loader, batches)
-            if progress:
-                from tqdm.auto import tqdm
-
-                total = batches if batches is not None else (len(loader) if hasattr(loader, "__len__") else None)
-                it = tqdm(it, total=total, desc=f"BN recalibration p'={fault_rate:g}", unit="batch", leave=False)
-            for batch in it:
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                gm(x.to(device, non_blocking=True))
-                seen += 1
+        seen = _pass_batches(gm, loader, batches, seed, device, f"BN recalibration p'={fault_rate:g}", progress)
     finally:
         for path, m in layers.items():
             m.drop_rate = saved_drop[path]
@@ -110,6 +98,27 @@ def recalibrate_bn(
     for m in layers.values():
         m.fault_rate = fault_rate if scale else 0.0
     return gm
+
+
+def _pass_batches(gm: nn.Module, loader: Iterable[Any], batches: int | None, seed: int, device: torch.device,
+                  desc: str, progress: bool) -> int:
+    """Run ``batches`` batches of ``loader`` (all for None) through ``gm`` with torch's generator
+    seeded from ``seed`` inside a forked random state; returns how many batches ran."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    seen = 0
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        it = loader if batches is None else islice(loader, batches)
+        if progress:
+            from tqdm.auto import tqdm
+
+            total = batches if batches is not None else (len(loader) if hasattr(loader, "__len__") else None)
+            it = tqdm(it, total=total, desc=desc, unit="batch", leave=False)
+        for batch in it:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            gm(x.to(device, non_blocking=True))
+            seen += 1
+    return seen
 
 
 __all__ = ["batchnorm_layers", "recalibrate_bn"]
