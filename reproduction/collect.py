@@ -109,8 +109,7 @@ def compare(results: Path, title: str, base: str, other: str, labels: tuple[str,
 
 def c5(results: Path) -> str:
     """Widened ResNet-20 at drop rate 0.2 on 200 test images; 1x is the C1 model on the same images and
-    chips (the ablation's scale+recal rows, which are what the sweep computes; its 0% cell is the
-    fault-free accuracy before recalibration)."""
+    chips (the ablation's scale+recal rows, which are what the sweep computes, and ablation_p0 for 0%)."""
     out = ["### C5: widened ResNet-20, drop rate 0.2 (200 test images)\n",
            "| width | " + " | ".join(f"{100 * f:g}% SA1" for f in FAULTS) + " | train s |",
            "|---|" + "---:|" * (len(FAULTS) + 1)]
@@ -118,7 +117,9 @@ def c5(results: Path) -> str:
     if path.is_file():
         data = json.loads(path.read_text())
         rows = [dict(r, drop_rate=0.2) for r in data["rows"] if r["variant"] == "scale+recal"]
-        rows.append({"drop_rate": 0.2, "fault_rate": 0.0, "accuracy": data["clean_accuracy"], "chip_std": 0.0})
+        p0 = results / "ablation_p0" / "results.json"  # the same model recalibrated for p' = 0, as the sweep does
+        if p0.is_file():
+            rows += [dict(r, drop_rate=0.2) for r in json.loads(p0.read_text())["rows"]]
         out.append("| 1x | " + " | ".join(fmt(cell(rows, 0.2, f)) for f in FAULTS) + " | – |")
     for w in (1.2, 1.4, 1.6):
         rows = load(results, f"c5_resnet20_width{w}")
