@@ -165,7 +165,9 @@ def ablation(results: Path) -> str:
 def wall_times(results: Path) -> str:
     out = ["### Wall times\n", "| experiment | wall time |", "|---|---:|"]
     for path in sorted(results.glob("*/wall_time.txt")):
-        out.append(f"| {path.parent.name} | {path.read_text().split(',')[0]} |")
+        text = path.read_text().strip()
+        wall = text.split(",")[0] if text[:1].isdigit() else "failed attempt (see its wall_time.txt)"
+        out.append(f"| {path.parent.name} | {wall} |")
     return "\n".join(out) + "\n"
 
 
