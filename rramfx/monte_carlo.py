@@ -228,14 +228,7 @@ def monte_carlo(
     it was given in (mode, weights, applied chip, p'). A model with no RRAM layer, or a fault model
     that draws no faults, is evaluated once and that accuracy reported for every chip.
     """
-    if not isinstance(gm, fx.GraphModule):
-        raise TypeError(f"monte_carlo expects a prepared torch.fx.GraphModule, got {type(gm).__name__}")
-    if not isinstance(fault_model, BaseFaultModel):
-        raise FaultError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise FaultError(f"trials must be a positive int, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise FaultError(f"seed must be a non-negative int, got {seed!r}")
+    check_chip_args("monte_carlo", gm, fault_model, trials, seed, FaultError)
     layers = crossbar_layers(gm)
     if fault_rate is not None:
         fault_rate = unit_rate("fault_rate", fault_rate, FaultError)
@@ -267,6 +260,19 @@ def monte_carlo(
         gm.train(was_training)
     return MonteCarloResult(tuple(accuracies), seed, fault_model.to_dict(), float(p_prime if layers else 0.0),
                             total, len(layers), time.perf_counter() - start)
+
+
+def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any, error: type[Exception]) -> None:
+    """The checks every Monte-Carlo style evaluation (``what``) makes of its model, fault model, number
+    of chips and seed; a bad value raises ``error`` naming the argument (a non-GraphModule: TypeError)."""
+    if not isinstance(gm, fx.GraphModule):
+        raise TypeError(f"{what} expects a prepared torch.fx.GraphModule, got {type(gm).__name__}")
+    if not isinstance(fault_model, BaseFaultModel):
+        raise error(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise error(f"trials must be a positive int, got {trials!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise error(f"seed must be a non-negative int, got {seed!r}")
 
 
 def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Iterable[Any],

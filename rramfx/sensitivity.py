@@ -33,7 +33,7 @@ from .errors import RramfxError
 from .faults import BaseFaultModel, FaultModel
 from .graph import module_device, require_meta
 from .mac_count import count_macs
-from .monte_carlo import MonteCarloResult, _BatchCache, _split_batch, evaluate, monte_carlo
+from .monte_carlo import MonteCarloResult, _BatchCache, _split_batch, check_chip_args, evaluate, monte_carlo
 from .passes.assign_devices import assign_devices_
 from .passes.to_crossbar import to_crossbar_
 from .placement import _kernel, placement
@@ -51,16 +51,9 @@ class SensitivityError(RramfxError, ValueError):
 
 def _check_args(gm: Any, loader: Any, fault_model: Any, trials: Any, seed: Any, fault_rate: Any, what: str) -> float:
     """Validate the arguments shared with `monte_carlo`; returns the p' to scale faulty weights with."""
-    if not isinstance(gm, fx.GraphModule):
-        raise TypeError(f"{what} expects a prepared torch.fx.GraphModule, got {type(gm).__name__}")
+    check_chip_args(what, gm, fault_model, trials, seed, SensitivityError)
     if isinstance(loader, (str, bytes, torch.Tensor)) or not isinstance(loader, Iterable):
         raise SensitivityError(f"loader must be a re-iterable of (inputs, labels) batches, got {type(loader).__name__}")
-    if not isinstance(fault_model, BaseFaultModel):
-        raise SensitivityError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise SensitivityError(f"trials must be a positive int, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SensitivityError(f"seed must be a non-negative int, got {seed!r}")
     if fault_rate is not None:
         return unit_rate("fault_rate", fault_rate, SensitivityError)
     if isinstance(fault_model, FaultModel):
