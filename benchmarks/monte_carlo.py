@@ -22,7 +22,7 @@ import time
 import torch
 
 import rramfx
-from rramfx.model_spec import create_model
+from rramfx.models.spec import create_model
 
 
 def _sync(device: torch.device) -> None:

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 import rramfx
-from rramfx.data import FASHION_MNIST_DIR, DataError, load_fashion_mnist
-from rramfx.report import summarize
+from rramfx.data.datasets import FASHION_MNIST_DIR, DataError, load_fashion_mnist
+from rramfx.experiment.report import summarize
 
 DROP_RATES = (0.0, 0.3)
 FAULT_RATES = (0.0, 0.1, 0.2, 0.3)

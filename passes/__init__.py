@@ -5,12 +5,12 @@ Structural passes (change the network): `replace_with_bottleneck`, `pad_1x1_to_3
 Placement and crossbar passes: `assign_devices`, `to_crossbar`. `compose` chains any of them.
 """
 
-from .assign_devices import assign_devices, placement_for, rule_device
-from .bottleneck import LinearBottleneck, replace_with_bottleneck
-from .compose import Pipeline, compose
-from .pad_1x1 import pad_1x1_to_3x3
-from .to_crossbar import to_crossbar
-from .widen_channels import widen_channels
+from rramfx.passes.bottleneck import LinearBottleneck, replace_with_bottleneck
+from rramfx.passes.crossbar import to_crossbar
+from rramfx.passes.devices import assign_devices, placement_for, rule_device
+from rramfx.passes.pad_1x1 import pad_1x1_to_3x3
+from rramfx.passes.pipeline import Pipeline, compose
+from rramfx.passes.widen import widen_channels
 
 __all__ = [
     "LinearBottleneck",

@@ -16,9 +16,11 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import fx, nn
 
+from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import PassError
-from rramfx.graph import conv_nodes, copy_graph_module, kernel_taps, module_device, rramfx_meta, set_submodule
-from rramfx.layers import CrossbarLayer
+from rramfx.graph.modules import kernel_taps, module_device, set_submodule
+from rramfx.graph.record import copy_graph_module, rramfx_meta
+from rramfx.graph.topology import conv_nodes
 
 _PARTS = ("expand", "expand_bn", "expand_act", "dw", "dw_bn", "dw_act", "project", "project_bn")
 

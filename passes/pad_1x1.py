@@ -19,20 +19,12 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import PassError
-from rramfx.graph import (
-    copy_graph_module,
-    effective_weight,
-    is_conv,
-    rramfx_meta,
-    set_scaled_std_weight,
-    set_submodule,
-    shape_prop,
-    shortcut_convs,
-    standardisation,
-    tensor_meta,
-)
-from rramfx.layers import CrossbarLayer
+from rramfx.graph.modules import effective_weight, is_conv, set_scaled_std_weight, set_submodule, standardisation
+from rramfx.graph.record import copy_graph_module, rramfx_meta
+from rramfx.graph.shapes import shape_prop, tensor_meta
+from rramfx.graph.topology import shortcut_convs
 
 KEYWORDS = ("all", "shortcut")
 _PLAIN = (nn.Conv1d, nn.Conv2d, nn.Conv3d)

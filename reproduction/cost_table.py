@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from rramfx.cost_paper import MOBILENET_ROUNDED_TO_8, TABLE2_CONFIGS, table2_markdown, table2_rows
+from rramfx.cost.paper import MOBILENET_ROUNDED_TO_8, TABLE2_CONFIGS, table2_markdown, table2_rows
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rramfx.report import RESULTS_FILE, write_report
+from rramfx.experiment.report import RESULTS_FILE, write_report
 
 GRID = ("drop_rates", "fault_rates", "seeds")
 

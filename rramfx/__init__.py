@@ -5,31 +5,43 @@ linear layer on the RRAM crossbar or the host by kernel size, and turns the RRAM
 layers that train with DropConnect and evaluate under simulated stuck-at faults.
 """
 
-from . import data, models, passes
-from .chip import apply_faults, clear_faults, crossbar_layers, inject_faults, set_drop_rate, set_fault_rate
-from .cost import CostReport, Hardware, estimate_cost
-from .errors import CostError, FaultError, PassError, PlacementError, PolicyError, RramfxError, TraceError
-from .faults import SA0, SA1, BaseFaultModel, FaultModel, FaultSet, chip_seed, register_fault_model
-from .graph import weighted_layers
-from .layers import CrossbarLayer
-from .monte_carlo import MonteCarloResult, evaluate, monte_carlo
-from .onnx_export import export_onnx, onnx_fault_inputs
-from .onnx_inspect import inspect_onnx
-from .onnx_meta import OnnxError
-from .onnx_partition import Plan, partition_onnx, run_partitioned
-from .onnx_sim import OrtMonteCarloResult, ort_monte_carlo
-from .placement import placement, summary
-from .placement_search import PlacementSearch, search_placement
-from .policy import Policy
-from .prepare import prepare
-from .recalibrate import recalibrate_bn
-from .report import write_report
-from .sensitivity import LayerSensitivity, SensitivityError, SensitivityReport, pinned_policy, sensitivity
-from .sweep import SweepConfig, sweep
-from .tracing import trace
-from .train import load_prepared, save_prepared, train
-
-__version__ = "0.1.0"
+from rramfx import data, models, passes
+from rramfx.cost.estimate import CostReport, Hardware, estimate_cost
+from rramfx.crossbar.chip import (
+    apply_faults,
+    clear_faults,
+    crossbar_layers,
+    inject_faults,
+    set_drop_rate,
+    set_fault_rate,
+)
+from rramfx.crossbar.faults import SA0, SA1, BaseFaultModel, FaultModel, FaultSet, chip_seed, register_fault_model
+from rramfx.crossbar.layers import CrossbarLayer
+from rramfx.errors import CostError, FaultError, PassError, PlacementError, PolicyError, RramfxError, TraceError
+from rramfx.evaluation.chips import MonteCarloResult, evaluate, monte_carlo
+from rramfx.evaluation.recalibrate import recalibrate_bn
+from rramfx.experiment.grid import SweepConfig, sweep
+from rramfx.experiment.report import write_report
+from rramfx.graph.modules import weighted_layers
+from rramfx.graph.placement_report import placement, summary
+from rramfx.graph.tracing import trace
+from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.inspect import inspect_onnx
+from rramfx.onnx.meta import OnnxError
+from rramfx.onnx.partition import Plan, partition_onnx, run_partitioned
+from rramfx.onnx.simulate import OrtMonteCarloResult, ort_monte_carlo
+from rramfx.policy import Policy
+from rramfx.preparation import prepare
+from rramfx.search.greedy_placement import PlacementSearch, search_placement
+from rramfx.search.layer_sensitivity import (
+    LayerSensitivity,
+    SensitivityError,
+    SensitivityReport,
+    pinned_policy,
+    sensitivity,
+)
+from rramfx.training.loop import load_prepared, save_prepared, train
+from rramfx.version import __version__
 
 
 def param_count(model) -> int:

@@ -1,5 +1,5 @@
 """``python -m rramfx``: the same command line as the ``rramfx`` script."""
 
-from .cli import main
+from rramfx.cli import main
 
 raise SystemExit(main())

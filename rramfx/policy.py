@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .checks import unit_rate
-from .errors import PolicyError
+from rramfx.checks import unit_rate
+from rramfx.errors import PolicyError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rramfx.cli import main
-from rramfx.model_spec import ModelSpecError, create_model
+from rramfx.models.spec import ModelSpecError, create_model
 
 
 def test_prepare_prints_the_placement_table(capsys):

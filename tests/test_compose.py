@@ -12,7 +12,7 @@ from torch import fx, nn
 import rramfx
 from rramfx import Policy, PolicyError
 from rramfx.errors import PassError
-from rramfx.graph import rramfx_meta
+from rramfx.graph.record import rramfx_meta
 
 from .conftest import SmallNet, assert_unchanged, snapshot
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rramfx.data import (
+from rramfx.data.datasets import (
     FASHION_MNIST_DIR,
     DataError,
     ImageData,

@@ -9,7 +9,7 @@ import torch
 
 import rramfx
 from rramfx import SA0, SA1, FaultError, FaultModel, FaultSet, Policy
-from rramfx.faults import layer_rng
+from rramfx.crossbar.faults import layer_rng
 
 
 @pytest.fixture(scope="module")

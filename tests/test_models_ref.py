@@ -7,7 +7,7 @@ from torch import nn
 
 import rramfx
 from rramfx import models
-from rramfx.model_spec import ModelSpecError, create_model
+from rramfx.models.spec import ModelSpecError, create_model
 
 
 def conv(cin, cout, k):

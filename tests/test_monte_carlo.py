@@ -10,7 +10,7 @@ import torch
 
 import rramfx
 from rramfx.errors import FaultError
-from rramfx.monte_carlo import MonteCarloResult, t_quantile_975
+from rramfx.evaluation.chips import MonteCarloResult, t_quantile_975
 
 from .tiny import TinyNet, loaders, trained
 

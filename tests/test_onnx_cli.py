@@ -9,8 +9,8 @@ import torch
 
 import rramfx
 from rramfx.cli import main
-from rramfx.onnx_meta import model_meta, node_meta
-from rramfx.onnx_partition import run_partitioned
+from rramfx.onnx.meta import model_meta, node_meta
+from rramfx.onnx.partition import run_partitioned
 
 from .conftest import SmallNet
 

@@ -17,9 +17,9 @@ from torch import nn
 
 import rramfx
 from rramfx import FaultModel, FaultSet, Policy
-from rramfx.crossbar_geometry import tiles_for
-from rramfx.onnx_export import export_onnx, onnx_fault_inputs
-from rramfx.onnx_meta import OnnxError, layer_info, model_meta, node_meta
+from rramfx.crossbar.geometry import tiles_for
+from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.meta import OnnxError, layer_info, model_meta, node_meta
 
 from .conftest import SmallNet, assert_unchanged, snapshot
 

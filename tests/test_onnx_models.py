@@ -14,8 +14,8 @@ import torch
 
 import rramfx
 from rramfx import FaultModel, Policy
-from rramfx.onnx_export import export_onnx, onnx_fault_inputs
-from rramfx.onnx_meta import node_meta
+from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.meta import node_meta
 
 from .conftest import input_for, public_model_params
 

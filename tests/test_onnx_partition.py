@@ -12,10 +12,10 @@ import torch
 
 import rramfx
 from rramfx import FaultModel, Policy
-from rramfx.onnx_export import export_onnx, onnx_fault_inputs
-from rramfx.onnx_inspect import inspect_onnx
-from rramfx.onnx_meta import OnnxError
-from rramfx.onnx_partition import Plan, partition_onnx, run_partitioned
+from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.inspect import inspect_onnx
+from rramfx.onnx.meta import OnnxError
+from rramfx.onnx.partition import Plan, partition_onnx, run_partitioned
 
 from .conftest import SmallNet
 from .test_onnx_export import shared_dir

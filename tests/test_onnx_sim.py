@@ -1,7 +1,6 @@
 """onnxruntime Monte-Carlo: the same chips as the PyTorch side, trial by trial."""
 
 import copy
-import importlib.util
 
 import numpy as np
 import pytest
@@ -10,10 +9,10 @@ from torch import nn
 
 import rramfx
 from rramfx import FaultModel, Policy
-from rramfx.faults import chip_seed
-from rramfx.onnx_export import export_onnx
-from rramfx.onnx_meta import OnnxError
-from rramfx.onnx_sim import ort_monte_carlo
+from rramfx.crossbar.faults import chip_seed
+from rramfx.onnx.export import export_onnx
+from rramfx.onnx.meta import OnnxError
+from rramfx.onnx.simulate import ort_monte_carlo
 
 from .test_onnx_export import shared_dir
 
@@ -61,9 +60,8 @@ def test_same_chips_as_a_pytorch_loop(setup):
     assert result.seeds == tuple(chip_seed(11, i) for i in range(6))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rramfx.monte_carlo") is None, reason="rramfx.monte_carlo not present")
 def test_agrees_with_rramfx_monte_carlo(setup):
-    from rramfx.monte_carlo import monte_carlo
+    from rramfx.evaluation.chips import monte_carlo
 
     gm, path, _, x, labels = setup
     loader = [(x[i:i + 16], labels[i:i + 16]) for i in range(0, 40, 16)]

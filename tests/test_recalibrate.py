@@ -6,7 +6,7 @@ import torch
 
 import rramfx
 from rramfx.errors import FaultError
-from rramfx.recalibrate import batchnorm_layers
+from rramfx.evaluation.recalibrate import batchnorm_layers
 
 from .tiny import TinyNet, loaders, trained
 

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import rramfx
-from rramfx.graph import rramfx_meta
-from rramfx.placement_search import search_placement
-from rramfx.sensitivity import SensitivityError, _layer_macs, sensitivity
+from rramfx.graph.record import rramfx_meta
+from rramfx.search.greedy_placement import search_placement
+from rramfx.search.layer_sensitivity import SensitivityError, _layer_macs, sensitivity
 
 from .conftest import SmallNet, assert_unchanged, snapshot
 from .tiny import TinyNet, _trained_state, loaders

@@ -1,20 +1,19 @@
 """Sweeps: a tiny sweep on synthetic data writes every output and resumes without recomputing; the
 report renders tables and plots from results.json; the CLI runs both."""
 
-import importlib
 import json
 import math
 
 import pytest
 
 import rramfx
+import rramfx.experiment.grid as sweep_module
 from rramfx.cli import main
-from rramfx.report import best_drop_rates, markdown_table, summarize
-from rramfx.sweep import SweepConfig, SweepError
+from rramfx.experiment.grid import SweepConfig, SweepError
+from rramfx.experiment.report import best_drop_rates, markdown_table, summarize
 
 from .tiny import TinyNet, loaders
 
-sweep_module = importlib.import_module("rramfx.sweep")  # rramfx.sweep is also the function's name
 CONFIG = SweepConfig(model="tiny", dataset="synthetic", drop_rates=(0.0, 0.3), fault_rates=(0.0, 0.2),
                      seeds=(0, 1), trials=3, epochs=2, recal_batches=2)
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ from torch import nn
 
 import rramfx
 from rramfx import TraceError
-from rramfx.tracing import check_traced_equal
+from rramfx.graph.tracing import check_traced_equal
 
 
 def _call_module_targets(gm):

@@ -6,7 +6,7 @@ import torch
 
 import rramfx
 from rramfx.cli import main
-from rramfx.train import TrainError, _lr_factor, load_prepared, save_prepared
+from rramfx.training.loop import TrainError, _lr_factor, load_prepared, save_prepared
 
 from .tiny import TinyNet, loaders
 

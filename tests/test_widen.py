@@ -12,7 +12,7 @@ from torch import nn
 
 import rramfx
 from rramfx.errors import PassError
-from rramfx.graph import rramfx_meta
+from rramfx.graph.record import rramfx_meta
 
 from .conftest import assert_unchanged, input_for, public_model_params, snapshot
 from .structural import rel_err

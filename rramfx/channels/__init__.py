@@ -22,8 +22,8 @@ non-uniformly widened dimension, a sum or softmax over channels, a convolution s
 channel axis as in ECA attention) are recorded as *hazards*: they do not stop a widening, but
 they make an exactly function-preserving one impossible.
 """
-from .analysis import ChannelAnalysis
-from .plan import WideningPlan
-from .spaces import Layout
+from rramfx.channels.analysis import ChannelAnalysis
+from rramfx.channels.plan import WideningPlan
+from rramfx.channels.spaces import Layout
 
 __all__ = ["ChannelAnalysis", "Layout", "WideningPlan"]

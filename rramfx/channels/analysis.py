@@ -10,12 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..errors import PassError
-from ..graph import as_args, shape_prop, tensor_meta
-from .functional import _FunctionalRules
-from .indexing import _IndexRules
-from .layers import _LayerRules
-from .optables import (
+from rramfx.channels.functional import _FunctionalRules
+from rramfx.channels.indexing import _IndexRules
+from rramfx.channels.layers import _LayerRules
+from rramfx.channels.optables import (
     _BINARY_FUNCTIONS,
     _BINARY_METHODS,
     _ELEMENTWISE_FUNCTIONS,
@@ -27,9 +25,20 @@ from .optables import (
     _describe,
     _is_known_leaf,
 )
-from .reshape import _ReshapeRules
-from .spaces import PIN_BROADCAST, PIN_INPUT, PIN_OUTPUT, PIN_SHAPE, PIN_UNSUPPORTED, Layout, Spaces, _Mismatch
-from .values import TV, Barrier, Hazard, ModuleUse
+from rramfx.channels.reshape import _ReshapeRules
+from rramfx.channels.spaces import (
+    PIN_BROADCAST,
+    PIN_INPUT,
+    PIN_OUTPUT,
+    PIN_SHAPE,
+    PIN_UNSUPPORTED,
+    Layout,
+    Spaces,
+    _Mismatch,
+)
+from rramfx.channels.values import TV, Barrier, Hazard, ModuleUse
+from rramfx.errors import PassError
+from rramfx.graph.shapes import as_args, shape_prop, tensor_meta
 
 
 class ChannelAnalysis(_LayerRules, _IndexRules, _ReshapeRules, _FunctionalRules):

@@ -6,9 +6,9 @@ from typing import Any
 
 from torch import fx
 
-from .optables import _REDUCTIONS
-from .spaces import PIN_SHAPE, Layout
-from .values import TV
+from rramfx.channels.optables import _REDUCTIONS
+from rramfx.channels.spaces import PIN_SHAPE, Layout
+from rramfx.channels.values import TV
 
 
 class _FunctionalRules:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import fx
 
-from .spaces import PIN_BROADCAST, PIN_UNSUPPORTED, Layout
-from .values import TV
+from rramfx.channels.spaces import PIN_BROADCAST, PIN_UNSUPPORTED, Layout
+from rramfx.channels.values import TV
 
 
 class _IndexRules:

@@ -7,10 +7,10 @@ from typing import Any
 
 from torch import fx, nn
 
-from ..graph import is_conv, is_weighted
-from .optables import _ELEMENTWISE_MODULES, _POOL_MODULES
-from .spaces import PIN_SHAPE, Layout
-from .values import TV, ModuleUse
+from rramfx.channels.optables import _ELEMENTWISE_MODULES, _POOL_MODULES
+from rramfx.channels.spaces import PIN_SHAPE, Layout
+from rramfx.channels.values import TV, ModuleUse
+from rramfx.graph.modules import is_conv, is_weighted
 
 
 class _LayerRules:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import PassError
-from .analysis import ChannelAnalysis
-from .spaces import PIN_KEPT, PIN_UNSUPPORTED, Layout
-from .values import Hazard
+from rramfx.channels.analysis import ChannelAnalysis
+from rramfx.channels.spaces import PIN_KEPT, PIN_UNSUPPORTED, Layout
+from rramfx.channels.values import Hazard
+from rramfx.errors import PassError
 
 
 @dataclass

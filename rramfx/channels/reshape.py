@@ -8,8 +8,8 @@ from typing import Any
 
 from torch import fx
 
-from .spaces import PIN_BROADCAST, PIN_UNSUPPORTED, Layout, _Mismatch
-from .values import TV, Barrier
+from rramfx.channels.spaces import PIN_BROADCAST, PIN_UNSUPPORTED, Layout, _Mismatch
+from rramfx.channels.values import TV, Barrier
 
 
 class _ReshapeRules:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .spaces import Layout
+from rramfx.channels.spaces import Layout
 
 
 @dataclass

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import RramfxError
+from rramfx.errors import RramfxError
 
 #: Modules of this package that define a subcommand, in the order ``--help`` lists them.
 SUBCOMMANDS = ["prepare", "cost", "export", "partition", "inspect", "train", "evaluate", "sweep", "report"]

@@ -6,8 +6,8 @@ import argparse
 
 from torch import nn
 
-from ..model_spec import create_model
-from ..policy import Policy
+from rramfx.models.spec import create_model
+from rramfx.policy import Policy
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

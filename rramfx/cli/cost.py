@@ -7,11 +7,11 @@ import warnings
 
 import torch
 
-from ..cost import Hardware, estimate_cost
-from ..errors import RramfxError
-from ..model_spec import create_model
-from ..policy import Policy
-from .export import _tile
+from rramfx.cli.export import _tile
+from rramfx.cost.estimate import Hardware, estimate_cost
+from rramfx.errors import RramfxError
+from rramfx.models.spec import create_model
+from rramfx.policy import Policy
 
 
 class _ArgError(RramfxError):
@@ -51,7 +51,7 @@ def _input_shape(text: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..prepare import prepare
+    from rramfx.preparation import prepare
 
     shape = _input_shape(args.input_shape)
     hardware = Hardware(tile=_tile(args.tile), cells_per_weight=args.cells_per_weight, chips=args.chips)

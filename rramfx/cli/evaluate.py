@@ -6,12 +6,12 @@ import argparse
 import copy
 import json
 
-from ..data import DataError, ImageLoader, load_dataset
-from ..faults import FaultModel
-from ..monte_carlo import monte_carlo
-from ..recalibrate import recalibrate_bn
-from ..train import load_prepared
-from ._experiment import add_device_arg, rate_list, resolve_device
+from rramfx.cli.arguments import add_device_arg, rate_list, resolve_device
+from rramfx.crossbar.faults import FaultModel
+from rramfx.data.datasets import DataError, ImageLoader, load_dataset
+from rramfx.evaluation.chips import monte_carlo
+from rramfx.evaluation.recalibrate import recalibrate_bn
+from rramfx.training.loop import load_prepared
 
 
 def register(sub: argparse._SubParsersAction) -> None:

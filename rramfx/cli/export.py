@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from ..errors import RramfxError
-from .common import add_model_args, add_policy_args, model_from_args, policy_from_args
+from rramfx.cli.common import add_model_args, add_policy_args, model_from_args, policy_from_args
+from rramfx.errors import RramfxError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,9 +62,9 @@ def _tile(text: str) -> tuple[int, int]:
 
 def _prepared(args: argparse.Namespace):
     """The prepared model: from --model and the policy flags, or from a --trained file."""
-    from ..chip import crossbar_layers, set_fault_rate
-    from ..graph import rramfx_meta
-    from ..prepare import prepare
+    from rramfx.crossbar.chip import crossbar_layers, set_fault_rate
+    from rramfx.graph.record import rramfx_meta
+    from rramfx.preparation import prepare
 
     if args.trained is None:
         if args.model is None:
@@ -72,7 +72,7 @@ def _prepared(args: argparse.Namespace):
         return prepare(model_from_args(args).eval(), policy_from_args(args)).eval()
     if args.model is not None or args.policy is not None or args.drop_rate is not None:
         raise _ArgError("--trained takes the model and its policy from the file; drop --model/--policy/--drop-rate")
-    from ..train import load_prepared
+    from rramfx.training.loop import load_prepared
 
     gm, record = load_prepared(args.trained)
     args.in_chans = int(record.get("model_kwargs", {}).get("in_chans", args.in_chans))
@@ -86,10 +86,10 @@ def _prepared(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import torch  # heavy imports only when the command runs
 
-    from ..chip import crossbar_layers, inject_faults
-    from ..faults import FaultModel
-    from ..graph import rramfx_meta
-    from ..onnx_export import export_onnx
+    from rramfx.crossbar.chip import crossbar_layers, inject_faults
+    from rramfx.crossbar.faults import FaultModel
+    from rramfx.graph.record import rramfx_meta
+    from rramfx.onnx.export import export_onnx
 
     mode = args.faults.strip().lower()
     if mode not in ("none", "inputs") and not mode.isdigit():

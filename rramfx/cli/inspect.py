@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..onnx_inspect import inspect_onnx  # onnx is imported only when the command runs
+    from rramfx.onnx.inspect import inspect_onnx
 
     report = inspect_onnx(args.model)
     print(json.dumps(report["data"], indent=2) if args.json else report["text"])

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..onnx_partition import partition_onnx  # onnx is imported only when the command runs
+    from rramfx.onnx.partition import partition_onnx
 
     plan = partition_onnx(args.model, args.out_dir)
     print(plan.summary())

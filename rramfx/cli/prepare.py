@@ -6,9 +6,9 @@ import argparse
 import json
 import warnings
 
-from ..placement import placement, summary
-from ..prepare import prepare
-from .common import add_model_args, add_policy_args, model_from_args, policy_from_args
+from rramfx.cli.common import add_model_args, add_policy_args, model_from_args, policy_from_args
+from rramfx.graph.placement_report import placement, summary
+from rramfx.preparation import prepare
 
 
 def register(sub: argparse._SubParsersAction) -> None:

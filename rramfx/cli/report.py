@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..report import write_report
+from rramfx.experiment.report import write_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..policy import Policy
-from ..sweep import SweepConfig, sweep
-from ..train import SCHEDULES
-from ._experiment import add_data_args, add_device_arg, int_list, rate_list, resolve_device
+from rramfx.cli.arguments import add_data_args, add_device_arg, int_list, rate_list, resolve_device
+from rramfx.experiment.grid import SweepConfig, sweep
+from rramfx.policy import Policy
+from rramfx.training.loop import SCHEDULES
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import torch
 
-from ..data import ImageLoader, load_dataset
-from ..graph import rramfx_meta
-from ..model_spec import create_model
-from ..monte_carlo import evaluate
-from ..policy import Policy
-from ..prepare import prepare
-from ..train import SCHEDULES, save_prepared, train
-from ._experiment import add_data_args, add_device_arg, resolve_device
-from .common import add_model_args, add_policy_args, policy_from_args
+from rramfx.cli.arguments import add_data_args, add_device_arg, resolve_device
+from rramfx.cli.common import add_model_args, add_policy_args, policy_from_args
+from rramfx.data.datasets import ImageLoader, load_dataset
+from rramfx.evaluation.chips import evaluate
+from rramfx.graph.record import rramfx_meta
+from rramfx.models.spec import create_model
+from rramfx.policy import Policy
+from rramfx.preparation import prepare
+from rramfx.training.loop import SCHEDULES, save_prepared, train
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import scaled
+from rramfx.models._common import scaled
 
 
 class BasicBlock(nn.Module):

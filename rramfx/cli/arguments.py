@@ -1,0 +1,57 @@
+"""Arguments shared by the experiment subcommands (train, evaluate, sweep): data, device, rate lists."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from rramfx.data.datasets import DATASETS, DataError
+
+
+def rate_list(text: str) -> tuple[float, ...]:
+    """``"0,0.1,0.2"`` → ``(0.0, 0.1, 0.2)``; argparse reports a bad list as a usage error."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0,0.1,0.2, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` → ``(0, 1, 2)``."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--dataset", required=required, choices=DATASETS, metavar="NAME",
+                   help=f"dataset: {', '.join(DATASETS)}")
+    p.add_argument("--data-dir", help="dataset directory (default: Debian's location for fashion-mnist, ./data else)")
+    p.add_argument("--image-size", type=int, help="pad/resize images to this side length (default: as stored)")
+    p.add_argument("--train-subset", type=int, help="use this many training images (seeded choice)")
+    p.add_argument("--test-subset", type=int, help="evaluate on this many test images (seeded choice)")
+    p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
+
+
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise DataError(f"--device {name!r} is not a torch device: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"--device {name}: this torch build or machine has no CUDA device; use --device cpu")
+    return device

@@ -1,0 +1,291 @@
+"""`estimate_cost`: crossbar tiles, latency and energy of a prepared model, layer by layer.
+
+The model is the one the VTS 2024 paper uses for its Table II, made explicit per layer:
+
+- Only convolutions and linear layers cost anything; one multiply-accumulate (MAC) is 2 operations.
+  MACs are counted from the output shapes of one forward pass on the example inputs.
+- An RRAM layer holds its unrolled weight matrix (`rramfx.crossbar_geometry`) in crossbar arrays of
+  ``Hardware.tile`` cells, ``Hardware.cells_per_weight`` cells per weight (the paper: one 8-bit weight
+  per cell). Its latency and energy follow ISAAC's average efficiencies (Shafiee et al., ISCA 2016):
+  ops / (478.95 GOPs/s/mm² x chip area x chips) seconds and ops / 644.01 GOPs/W joules.
+- A host (CPU) layer takes ops / host throughput seconds at the host's power.
+- Layers run one after another: the model's latency and energy are the sums over its layers.
+
+What this leaves out (ADC/DAC and peripheral costs beyond ISAAC's averages, data movement between the
+crossbars and the host, BatchNorm/activations/pooling, mapping limits, pipelining) is listed in
+docs/cost-model.md, with a worked example and the comparison with the paper's Table II.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from rramfx.checks import positive_int, positive_number
+from rramfx.crossbar.geometry import geometry
+from rramfx.errors import CostError, RramfxError
+from rramfx.graph.mac_count import count_macs
+from rramfx.graph.placement_report import _kernel, placement
+from rramfx.graph.shapes import as_args
+from rramfx.policy import DEVICES
+
+#: ISAAC's computational efficiency (GOPs/s/mm²), power efficiency (GOPs/W) and chip area (mm²),
+#: and the number of chips of the configuration the VTS 2024 paper costs its networks on.
+ISAAC_GOPS_PER_MM2 = 478.95
+ISAAC_GOPS_PER_W = 644.01
+ISAAC_CHIP_AREA_MM2 = 85.4
+PAPER_CHIPS = 64
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The accelerator and host a model is costed on; change it with ``dataclasses.replace``.
+
+    - ``tile``: crossbar array (rows, columns); ``cells_per_weight``: cells that hold one weight
+      (1: an 8-bit weight per cell, the paper's setting; 4 for 2-bit cells), side by side in a row.
+    - ``chips`` x ``chip_area_mm2`` at ``rram_gops_per_mm2`` (GOPs/s/mm²) and ``rram_gops_per_w``
+      (GOPs/W): the 64-chip ISAAC of the paper by default.
+    - ``host_gops`` (GOPs/s) and ``host_power_w`` (W): the CPU that runs the other layers. The default,
+      768 GOPs/s at 65 W, is the fp32 peak of an 8-core desktop CPU with two 256-bit FMA units per
+      core at 3 GHz (8 cores x 3e9 x 2 units x 8 lanes x 2 ops) and its power budget; peak like
+      ISAAC's figures, so neither side is favoured.
+    """
+
+    tile: tuple[int, int] = (128, 128)
+    cells_per_weight: int = 1
+    chips: int = PAPER_CHIPS
+    chip_area_mm2: float = ISAAC_CHIP_AREA_MM2
+    rram_gops_per_mm2: float = ISAAC_GOPS_PER_MM2
+    rram_gops_per_w: float = ISAAC_GOPS_PER_W
+    host_gops: float = 768.0
+    host_power_w: float = 65.0
+
+    def __post_init__(self) -> None:
+        tile = self.tile
+        if isinstance(tile, (str, bytes)) or not isinstance(tile, Iterable) or len(tile := tuple(tile)) != 2:
+            raise CostError(f"Hardware.tile must be (rows, cols) of one crossbar array, e.g. (128, 128), "
+                            f"got {self.tile!r}")
+        object.__setattr__(self, "tile", tuple(positive_int(f"Hardware.tile[{i}]", v, CostError)
+                                               for i, v in enumerate(tile)))
+        for name in ("cells_per_weight", "chips"):
+            positive_int(f"Hardware.{name}", getattr(self, name), CostError)
+        for name in ("chip_area_mm2", "rram_gops_per_mm2", "rram_gops_per_w", "host_gops", "host_power_w"):
+            object.__setattr__(self, name, positive_number(f"Hardware.{name}", getattr(self, name), CostError))
+
+    @property
+    def rram_ops_per_s(self) -> float:
+        """Throughput of all chips together, operations per second."""
+        return self.rram_gops_per_mm2 * 1e9 * self.chip_area_mm2 * self.chips
+
+    @property
+    def rram_ops_per_j(self) -> float:
+        return self.rram_gops_per_w * 1e9
+
+    @property
+    def host_ops_per_s(self) -> float:
+        return self.host_gops * 1e9
+
+    @property
+    def host_ops_per_j(self) -> float:
+        return self.host_ops_per_s / self.host_power_w
+
+    def describe(self) -> str:
+        """One line naming every figure the estimate uses."""
+        return (f"RRAM: {self.chips} chips x {self.chip_area_mm2:g} mm^2 at {self.rram_gops_per_mm2:g} GOPs/s/mm^2 "
+                f"({self.rram_ops_per_s / 1e12:,.0f} TOPs/s) and {self.rram_gops_per_w:g} GOPs/W, "
+                f"{self.tile[0]}x{self.tile[1]} arrays, cells per weight {self.cells_per_weight}; "
+                f"host: {self.host_gops:g} GOPs/s at {self.host_power_w:g} W")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tile": list(self.tile)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Hardware:
+        """The inverse of `to_dict`; unknown keys are an error naming them."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise CostError(f"unknown Hardware field(s) {', '.join(unknown)}; fields: {', '.join(names)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One weighted layer's cost for one sample: ``macs`` over its ``calls`` in one forward pass, its
+    unrolled weight (``groups`` matrices of ``rows x cols``), the crossbar arrays it occupies (``tiles``,
+    0 on the host), and its latency (s) and energy (J) on ``device``."""
+
+    path: str
+    device: str
+    kernel: str
+    calls: int
+    macs: int
+    rows: int
+    cols: int
+    groups: int
+    tiles: int
+    latency_s: float
+    energy_j: float
+
+    @property
+    def ops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclass(frozen=True)
+class CostTotals:
+    """Sums over a set of layers (one device's, or all of them)."""
+
+    layers: int
+    macs: int
+    tiles: int
+    latency_s: float
+    energy_j: float
+
+    @property
+    def ops(self) -> int:
+        return 2 * self.macs
+
+    @classmethod
+    def of(cls, layers: Iterable[LayerCost]) -> CostTotals:
+        items = list(layers)
+        return cls(len(items), sum(c.macs for c in items), sum(c.tiles for c in items),
+                   sum(c.latency_s for c in items), sum(c.energy_j for c in items))
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """The cost of one inference (one sample) of a prepared model, layer by layer, on ``hardware``.
+
+    ``input_shapes`` are the per-sample shapes of the example inputs the MACs were counted on.
+    """
+
+    hardware: Hardware
+    input_shapes: tuple[tuple[int, ...], ...]
+    layers: tuple[LayerCost, ...]
+
+    @property
+    def per_device(self) -> dict[str, CostTotals]:
+        """Totals of the ``"rram"`` and the ``"cpu"`` layers (both keys always present)."""
+        return {d: CostTotals.of(c for c in self.layers if c.device == d) for d in DEVICES}
+
+    @property
+    def total(self) -> CostTotals:
+        """Totals over every layer: the model's latency and energy per sample."""
+        return CostTotals.of(self.layers)
+
+    def __getitem__(self, path: str) -> LayerCost:
+        for c in self.layers:
+            if c.path == path:
+                return c
+        raise KeyError(f"no weighted layer {path!r} in this report")
+
+    def table(self) -> str:
+        """A text table: one row per layer, then per-device and overall totals and the hardware."""
+        from rramfx.cost.table import render_table
+
+        return render_table(self)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready); ``totals`` is derived and ignored by `from_dict`."""
+        totals = {**self.per_device, "total": self.total}
+        return {
+            "hardware": self.hardware.to_dict(),
+            "input_shapes": [list(s) for s in self.input_shapes],
+            "layers": [asdict(c) for c in self.layers],
+            "totals": {k: {**asdict(t), "ops": t.ops} for k, t in totals.items()},
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostReport:
+        """The inverse of `to_dict`."""
+        try:
+            shapes = tuple(tuple(int(d) for d in s) for s in data["input_shapes"])
+            return cls(Hardware.from_dict(data["hardware"]), shapes, tuple(LayerCost(**c) for c in data["layers"]))
+        except (KeyError, TypeError) as e:
+            raise CostError(f"not a CostReport dict ({type(e).__name__}: {e}); make one with CostReport.to_dict") from e
+
+    @classmethod
+    def from_json(cls, text: str) -> CostReport:
+        return cls.from_dict(json.loads(text))
+
+
+def estimate_cost(
+    gm: fx.GraphModule,
+    example_inputs: Any,
+    hardware: Hardware | None = None,
+    *,
+    all_on: str | None = None,
+) -> CostReport:
+    """Crossbar tiles, latency and energy of one inference of a prepared model (see the module doc).
+
+    ``gm`` is what `rramfx.prepare` returns; each weighted layer is costed where its placement puts it,
+    or on ``all_on`` (``"rram"`` or ``"cpu"``) for every layer, to ask what a different deployment
+    would cost. ``example_inputs`` (a batch tensor, or a tuple of forward arguments whose first item
+    is one) runs once through the model in eval mode, without gradients, to count MACs; the result is
+    per sample. ``gm`` is left as it was (parameters, buffers, training flags, hooks).
+    """
+    if not isinstance(gm, fx.GraphModule):
+        raise CostError(f"estimate_cost needs a prepared model (the torch.fx.GraphModule that "
+                        f"rramfx.prepare(model, policy) returns), got {type(gm).__name__}; prepare it first")
+    try:
+        placed = placement(gm)
+    except RramfxError as e:
+        raise CostError(f"estimate_cost: {e}") from e
+    hw = Hardware() if hardware is None else hardware
+    if not isinstance(hw, Hardware):
+        raise CostError(f"hardware must be an rramfx.cost.Hardware, got {type(hw).__name__}")
+    if all_on is not None and all_on not in DEVICES:
+        raise CostError(f"all_on must be None (the model's placement), 'rram' or 'cpu', got {all_on!r}")
+    args = as_args(example_inputs)
+    first = args[0] if args else None
+    if not isinstance(first, torch.Tensor) or first.dim() == 0 or first.shape[0] == 0:
+        raise CostError(f"example_inputs must be a batch tensor (or a tuple of forward arguments whose first "
+                        f"item is one), e.g. torch.randn(1, 3, 32, 32); got {_describe(first)}")
+    batch = int(first.shape[0])
+    try:
+        counts = count_macs(gm, list(placed), args)
+    except Exception as e:
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise CostError(f"estimate_cost could not run the model on example_inputs ({type(e).__name__}: {reason}). "
+                        "Pass inputs the model accepts, on its device (e.g. torch.randn(1, 3, 32, 32) for a "
+                        "CIFAR-sized model).") from e
+    idle = [p for p, (calls, _) in counts.items() if calls == 0]
+    if idle:
+        warnings.warn(f"estimate_cost: {len(idle)} weighted layer(s) did not run on the example inputs and "
+                      f"count no MACs (their crossbar tiles still count): {', '.join(idle)}", stacklevel=2)
+    layers = tuple(_layer_cost(path, gm.get_submodule(path), all_on or device, counts[path][0],
+                               round(counts[path][1] / batch), hw) for path, device in placed.items())
+    shapes = tuple(tuple(int(d) for d in a.shape[1:]) for a in args if isinstance(a, torch.Tensor))
+    return CostReport(hw, shapes, layers)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return "nothing" if value is None else type(value).__name__
+
+
+def _layer_cost(path: str, layer: nn.Module, device: str, calls: int, n_macs: int, hw: Hardware) -> LayerCost:
+    geo = geometry(layer)
+    ops = 2 * n_macs
+    if device == "rram":
+        tiles = geo.tiles(hw.tile, hw.cells_per_weight)
+        latency, energy = ops / hw.rram_ops_per_s, ops / hw.rram_ops_per_j
+    else:
+        tiles = 0
+        latency, energy = ops / hw.host_ops_per_s, ops / hw.host_ops_per_j
+    return LayerCost(path, device, _kernel(layer), calls, n_macs, geo.rows, geo.cols, geo.groups, tiles,
+                     latency, energy)

@@ -1,0 +1,49 @@
+"""The crossbar: how a layer's weight unrolls onto arrays, the fault models and fault sets a chip
+is drawn from, the DropConnect crossbar layers, and the operations that put faults on a prepared model."""
+
+from rramfx.crossbar.chip import (
+    apply_faults,
+    clear_faults,
+    crossbar_layers,
+    inject_faults,
+    set_drop_rate,
+    set_fault_rate,
+)
+from rramfx.crossbar.faults import (
+    SA0,
+    SA1,
+    BaseFaultModel,
+    FaultModel,
+    FaultSet,
+    chip_seed,
+    draw_fault_set,
+    layer_rng,
+    register_fault_model,
+)
+from rramfx.crossbar.geometry import geometry, macs, tiles_for, weight_fan
+from rramfx.crossbar.layers import CrossbarLayer, to_crossbar_layer, to_plain_layer
+
+__all__ = [
+    "SA0",
+    "SA1",
+    "BaseFaultModel",
+    "CrossbarLayer",
+    "FaultModel",
+    "FaultSet",
+    "apply_faults",
+    "chip_seed",
+    "clear_faults",
+    "crossbar_layers",
+    "draw_fault_set",
+    "geometry",
+    "inject_faults",
+    "layer_rng",
+    "macs",
+    "register_fault_model",
+    "set_drop_rate",
+    "set_fault_rate",
+    "tiles_for",
+    "to_crossbar_layer",
+    "to_plain_layer",
+    "weight_fan",
+]

@@ -1,0 +1,93 @@
+"""Putting a prepared model on a simulated chip: inject, apply and clear stuck-at faults, and set the
+expected fault rate p' that scales RRAM weights in faulty inference.
+
+These functions change the prepared model they are given, on purpose: a GraphModule with a chip
+applied is the thing one evaluates. The user's original model is never involved.
+"""
+
+from __future__ import annotations
+
+from torch import fx
+
+from rramfx.checks import unit_rate
+from rramfx.crossbar.faults import BaseFaultModel, FaultSet, draw_fault_set
+from rramfx.crossbar.layers import CrossbarLayer
+from rramfx.errors import FaultError, PlacementError
+
+
+def crossbar_layers(gm: fx.GraphModule) -> dict[str, CrossbarLayer]:
+    """Module path → crossbar layer, for every RRAM layer of a prepared model."""
+    if not isinstance(gm, fx.GraphModule):
+        raise TypeError(f"expected a prepared torch.fx.GraphModule, got {type(gm).__name__}")
+    return {path: m for path, m in gm.named_modules() if isinstance(m, CrossbarLayer)}
+
+
+def _require_crossbar(gm: fx.GraphModule) -> dict[str, CrossbarLayer]:
+    layers = crossbar_layers(gm)
+    if not layers:
+        raise PlacementError(
+            "this model has no crossbar (RRAM) layers: prepare it with rramfx.prepare(model, policy), "
+            "and check rramfx.placement(gm) puts at least one layer on 'rram'"
+        )
+    return layers
+
+
+def inject_faults(gm: fx.GraphModule, fault_model: BaseFaultModel, seed: int = 0) -> FaultSet:
+    """Draw one simulated chip for ``gm``'s RRAM layers from ``seed``, apply it and return it.
+
+    Only crossbar layers receive faults. The same seed gives the same chip on any machine and device.
+    """
+    if not isinstance(fault_model, BaseFaultModel):
+        raise FaultError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
+    faults = draw_fault_set(_require_crossbar(gm), fault_model, seed)
+    apply_faults(gm, faults)
+    return faults
+
+
+def apply_faults(gm: fx.GraphModule, faults: FaultSet) -> None:
+    """Put ``gm`` on the chip ``faults``: its layers get these codes, every other RRAM layer is healthy.
+
+    Checked before anything changes: every path must be an RRAM layer of ``gm`` with the same weight shape.
+    """
+    if not isinstance(faults, FaultSet):
+        raise FaultError(f"faults must be an rramfx.FaultSet, got {type(faults).__name__}")
+    layers = _require_crossbar(gm)
+    for path, codes in faults.items():
+        if path not in layers:
+            raise FaultError(
+                f"fault set has codes for '{path}', which is not an RRAM layer of this model "
+                f"(its RRAM layers: {', '.join(list(layers)[:8])}{', ...' if len(layers) > 8 else ''})"
+            )
+        if tuple(codes.shape) != tuple(layers[path].weight.shape):
+            raise FaultError(
+                f"fault codes for '{path}' have shape {tuple(codes.shape)}, its weight "
+                f"{tuple(layers[path].weight.shape)}: the fault set was drawn for another model"
+            )
+    for path, layer in layers.items():
+        if path in faults:
+            layer.fault_codes = faults[path].to(layer.weight.device)
+            layer.fault_model = faults.fault_model
+        else:
+            layer.fault_codes = None
+            layer.fault_model = None
+
+
+def clear_faults(gm: fx.GraphModule) -> None:
+    """Make every RRAM layer healthy again: eval output is again exactly the fault-free output."""
+    for layer in crossbar_layers(gm).values():
+        layer.fault_codes = None
+        layer.fault_model = None
+
+
+def set_fault_rate(gm: fx.GraphModule, fault_rate: float) -> None:
+    """Set the expected fault rate p' whose 1/(1-p') scale faulty RRAM layers apply in eval."""
+    fault_rate = unit_rate("fault_rate", fault_rate, FaultError)
+    for layer in _require_crossbar(gm).values():
+        layer.fault_rate = fault_rate
+
+
+def set_drop_rate(gm: fx.GraphModule, drop_rate: float) -> None:
+    """Set the DropConnect rate p that RRAM layers apply in training (e.g. p' for BN recalibration)."""
+    drop_rate = unit_rate("drop_rate", drop_rate, FaultError)
+    for layer in _require_crossbar(gm).values():
+        layer.drop_rate = drop_rate

@@ -1,0 +1,140 @@
+"""Crossbar layers: the convolutions and linear layers that a prepared model runs on RRAM.
+
+A crossbar layer *is* the layer it replaces (its class is a subclass made on the fly, so
+``isinstance(m, nn.Conv2d)`` and ``isinstance(m, timm.layers.Conv2dSame)`` still hold, and the
+state_dict keys are unchanged); it only changes the weight the layer computes with:
+
+- training, drop rate p > 0: DropConnect, a fresh Bernoulli keep-mask per forward, kept weights × 1/(1-p);
+- faults injected: the weight as the faulty crossbar reads it, × 1/(1-p') in eval (p' = expected
+  fault rate), × mask/(1-p) in training;
+- eval without faults (or training with p = 0 and no faults): exactly the original layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rramfx.crossbar.faults import BaseFaultModel
+
+_CLASSES: dict[type[nn.Module], type[nn.Module]] = {}
+# Layers whose forward is torch's own: the faulty weight is passed straight to the kernel.
+_DEFAULT_FORWARDS = {nn.Linear.forward, nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward}
+
+
+def dropconnect(weight: torch.Tensor, p: float) -> torch.Tensor:
+    """``weight`` with each entry dropped with probability ``p`` and the kept ones scaled by 1/(1-p).
+
+    One mask draw per call, taken from torch's global generator so ``torch.manual_seed`` makes
+    training reproducible. On the CPU the uniform draws come from NumPy's PCG64 seeded from torch's
+    generator, about twice as fast as ``torch.rand`` there (see benchmarks/README.md); elsewhere
+    the device's fused dropout kernel does the whole job.
+    """
+    if weight.device.type != "cpu":
+        return F.dropout(weight, p, training=True)
+    seed = int(torch.randint(0, 2**62, (1,)).item())
+    u = np.random.Generator(np.random.PCG64(seed)).random(weight.shape, dtype=np.float32)
+    mask = (u >= p).astype(np.float32)
+    mask *= np.float32(1.0 / (1.0 - p))
+    return weight * torch.from_numpy(mask).to(weight.dtype)
+
+
+class CrossbarLayer(nn.Module):
+    """Mixin of every crossbar layer. Not instantiated directly: see `to_crossbar_layer`."""
+
+    drop_rate: float
+    fault_rate: float
+    fault_codes: torch.Tensor | None
+    fault_model: BaseFaultModel | None
+
+    @property
+    def has_faults(self) -> bool:
+        return self.fault_codes is not None
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight this forward computes with (see the module docstring)."""
+        w = self.weight
+        if self.fault_codes is not None:
+            w = self.fault_model.corrupt(w, self.fault_codes)
+        if self.training:
+            return dropconnect(w, self.drop_rate) if self.drop_rate > 0 else w
+        if self.fault_codes is not None and self.fault_rate > 0:
+            return w * (1.0 / (1.0 - self.fault_rate))
+        return w
+
+    def forward(self, *args, **kwargs):
+        w = self.effective_weight()
+        if w is self.weight:
+            return super().forward(*args, **kwargs)
+        if self._rramfx_base.forward in _DEFAULT_FORWARDS:
+            if isinstance(self, nn.Linear):
+                return F.linear(args[0], w, self.bias)
+            return self._conv_forward(args[0], w, self.bias)
+        # A class with its own forward (timm's Conv2dSame, StdConv2d, a transposed conv, ...) runs
+        # unchanged with its weight swapped, so its padding or standardisation is kept.
+        with _weight_replaced(self, w):
+            return super().forward(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        extra = f"drop_rate={self.drop_rate}, fault_rate={self.fault_rate}"
+        if self.fault_codes is not None:
+            extra += f", faults={int((self.fault_codes != 0).sum())}/{self.fault_codes.numel()}"
+        return f"{super().extra_repr()}, {extra}"
+
+    def __reduce_ex__(self, protocol):
+        # The class is made at run time, so pickle rebuilds it from the base class instead.
+        return (_new_crossbar_instance, (self._rramfx_base,), self.__dict__.copy())
+
+
+@contextlib.contextmanager
+def _weight_replaced(module: nn.Module, weight: torch.Tensor) -> Iterator[None]:
+    """Make ``module.weight`` read ``weight`` for the duration (instance attribute shadows the
+    registered parameter, which stays in place for the optimiser and the state_dict)."""
+    module.__dict__["weight"] = weight
+    try:
+        yield
+    finally:
+        del module.__dict__["weight"]
+
+
+def crossbar_class(base: type[nn.Module]) -> type[nn.Module]:
+    """The crossbar subclass of a convolution or linear class, made once per class."""
+    if issubclass(base, CrossbarLayer):
+        return base
+    if base not in _CLASSES:
+        cls = type(f"Crossbar{base.__name__}", (CrossbarLayer, base), {"_rramfx_base": base})
+        cls.__module__ = __name__
+        _CLASSES[base] = cls
+    return _CLASSES[base]
+
+
+def _new_crossbar_instance(base: type[nn.Module]) -> nn.Module:
+    cls = crossbar_class(base)
+    return cls.__new__(cls)
+
+
+def to_crossbar_layer(module: nn.Module, drop_rate: float, fault_rate: float) -> nn.Module:
+    """Turn ``module`` (in place) into its crossbar subclass, fault-free, with the given rates."""
+    module.__class__ = crossbar_class(type(module))
+    module.drop_rate = float(drop_rate)
+    module.fault_rate = float(fault_rate)
+    module.fault_model = None
+    if "fault_codes" not in module._buffers:
+        module.register_buffer("fault_codes", None, persistent=False)
+    module.fault_codes = None
+    return module
+
+
+def to_plain_layer(module: nn.Module) -> nn.Module:
+    """Undo `to_crossbar_layer` in place (the layer computes as before it was converted)."""
+    if isinstance(module, CrossbarLayer):
+        module.__class__ = module._rramfx_base
+        module._buffers.pop("fault_codes", None)
+        for name in ("drop_rate", "fault_rate", "fault_model"):
+            module.__dict__.pop(name, None)
+    return module

@@ -1,0 +1,14 @@
+"""Measuring a prepared model: accuracy, Monte-Carlo over simulated faulty chips, and BatchNorm
+recalibration for a chip's drop rate."""
+
+from rramfx.evaluation.chips import MonteCarloResult, check_chip_args, evaluate, monte_carlo
+from rramfx.evaluation.recalibrate import batchnorm_layers, recalibrate_bn
+
+__all__ = [
+    "MonteCarloResult",
+    "batchnorm_layers",
+    "check_chip_args",
+    "evaluate",
+    "monte_carlo",
+    "recalibrate_bn",
+]

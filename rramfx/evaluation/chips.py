@@ -1,0 +1,340 @@
+"""Monte-Carlo evaluation on simulated chips: the accuracy a trained model keeps on fault-prone RRAM.
+
+One simulated chip is one fault set, drawn once and applied to every batch of the test set (faults
+are fixed per chip); the model is evaluated on ``trials`` chips and the spread is reported, never a
+single draw. Chip ``i`` of a run started from ``seed`` is the one ``inject_faults(gm, fault_model,
+seed=chip_seed(seed, i))`` draws, so the ONNX/onnxruntime side can evaluate the very same chips.
+
+Speed: a chip costs one draw of its fault codes plus one corrupted copy of each RRAM weight, computed
+once and used for all batches (the crossbar layers would otherwise re-corrupt and rescale every weight
+on every forward pass); the test batches are kept on the model's device across chips when they fit in
+``cache_bytes``; correct answers are counted on the device and read back once per chip; on a GPU the
+next chip's codes are drawn on a CPU thread while the current chip is evaluated. The whole run costs
+about ``trials`` plain evaluations (see benchmarks/monte_carlo.py).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from rramfx.checks import unit_rate
+from rramfx.crossbar.chip import apply_faults, crossbar_layers
+from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet, chip_seed, draw_fault_set
+from rramfx.crossbar.layers import CrossbarLayer
+from rramfx.errors import FaultError
+from rramfx.graph.modules import module_device
+
+#: Two-sided 95% quantiles of Student's t distribution for 1..30 degrees of freedom.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (normal-based beyond 30)."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+@dataclass(frozen=True)
+class MonteCarloResult:
+    """Accuracy (fraction in [0, 1]) of one model on ``trials`` simulated chips.
+
+    ``accuracies[i]`` is chip ``i``'s, drawn with ``chip_seed(seed, i)``. ``std`` is the chip-to-chip
+    standard deviation (n-1); ``ci95`` the 95% confidence interval of the *mean* over chips;
+    ``interval95`` the range holding the middle 95% of chips (2.5th to 97.5th percentile).
+    ``fault_rate`` is the p' whose 1/(1-p') scale the RRAM weights were given.
+    """
+
+    accuracies: tuple[float, ...]
+    seed: int
+    fault_model: dict[str, Any]
+    fault_rate: float
+    samples: int
+    rram_layers: int
+    seconds: float
+    mean: float = field(init=False)
+    std: float = field(init=False)
+    min: float = field(init=False)
+    max: float = field(init=False)
+    ci95: tuple[float, float] = field(init=False)
+    interval95: tuple[float, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        acc = list(self.accuracies)
+        if not acc:
+            raise FaultError("a Monte-Carlo result needs at least one trial")
+        mean = statistics.fmean(acc)
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        half = t_quantile_975(len(acc) - 1) * std / math.sqrt(len(acc)) if len(acc) > 1 else 0.0
+        values = {
+            "mean": mean, "std": std, "min": min(acc), "max": max(acc), "ci95": (mean - half, mean + half),
+            "interval95": (_percentile(acc, 2.5), _percentile(acc, 97.5)),
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def trials(self) -> int:
+        return len(self.accuracies)
+
+    def chip_seeds(self) -> list[int]:
+        """The seed of every chip, for ``inject_faults(gm, fault_model, seed=...)``."""
+        return [chip_seed(self.seed, i) for i in range(self.trials)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready), the derived statistics included."""
+        d = asdict(self)
+        d["accuracies"] = list(self.accuracies)
+        d["ci95"], d["interval95"] = list(self.ci95), list(self.interval95)
+        d["trials"] = self.trials
+        return d
+
+    def __str__(self) -> str:
+        return (f"{100 * self.mean:.2f}% ± {100 * self.std:.2f} over {self.trials} chips "
+                f"(min {100 * self.min:.2f}, max {100 * self.max:.2f}, 95% CI of mean "
+                f"{100 * self.ci95[0]:.2f}–{100 * self.ci95[1]:.2f})")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (NumPy's default method)."""
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+# ---- plain evaluation ----------------------------------------------------------------------------
+
+
+def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise TypeError(f"a loader must yield (inputs, labels) pairs, got {type(batch).__name__}")
+
+
+def _count_correct(model: nn.Module, batches: Iterable[Any], device: torch.device) -> tuple[torch.Tensor, int]:
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    total = 0
+    for batch in batches:
+        x, y = _split_batch(batch)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        correct += (model(x).argmax(1) == y).sum()
+        total += int(y.shape[0])
+    return correct, total
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[Any]) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) over ``loader``, on the model's device.
+
+    Whatever chip is applied to a prepared model counts: with no faults this is the fault-free
+    accuracy. The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        correct, total = _count_correct(model, loader, module_device(model))
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("the loader yielded no samples")
+    return correct.item() / total
+
+
+# ---- Monte-Carlo ---------------------------------------------------------------------------------
+
+
+class _BatchCache:
+    """The loader's batches on the device, kept after the first pass while they fit in ``limit`` bytes."""
+
+    def __init__(self, loader: Iterable[Any], device: torch.device, limit: int):
+        self.loader, self.device, self.limit = loader, device, limit
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.batches is not None:
+            yield from self.batches
+            return
+        kept: list[tuple[torch.Tensor, torch.Tensor]] | None = []
+        size = 0
+        for batch in self.loader:
+            x, y = _split_batch(batch)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if kept is not None:
+                size += x.numel() * x.element_size() + y.numel() * y.element_size()
+                if size <= self.limit:
+                    kept.append((x, y))
+                else:
+                    kept = None
+            yield x, y
+        if kept is not None:
+            self.batches = kept
+
+
+def _baked(layers: dict[str, CrossbarLayer]) -> list[tuple[CrossbarLayer, torch.Tensor]]:
+    """Give each faulty layer its corrupted, rescaled eval weight as a plain weight, so the forward
+    pass does no per-batch fault work; returns what `_unbake` needs to put the clean weights back."""
+    swapped = []
+    for layer in layers.values():
+        if layer.fault_codes is None:
+            continue
+        effective = layer.effective_weight().detach()  # eval mode: corrupt, then × 1/(1-p')
+        clean = layer.weight.data
+        layer.weight.data = effective
+        layer.fault_codes = None  # the layer now computes plainly with the chip's weight
+        swapped.append((layer, clean))
+    return swapped
+
+
+def _unbake(swapped: list[tuple[CrossbarLayer, torch.Tensor]]) -> None:
+    for layer, clean in swapped:
+        layer.weight.data = clean
+
+
+def monte_carlo(
+    gm: fx.GraphModule,
+    loader: Iterable[Any],
+    fault_model: BaseFaultModel,
+    trials: int = 100,
+    seed: int = 0,
+    *,
+    fault_rate: float | None = None,
+    cache_bytes: int = 2 << 30,
+    progress: bool = False,
+) -> MonteCarloResult:
+    """Evaluate a prepared model on ``trials`` simulated chips drawn from ``fault_model`` and ``seed``.
+
+    ``fault_rate`` is the expected fault rate p' whose 1/(1-p') scale faulty RRAM weights get; None
+    keeps the one the model has (from its policy, `set_fault_rate` or `recalibrate_bn`). A model whose
+    p' is 0 evaluated under SA1 faults warns: without the scale, faulty accuracy collapses.
+
+    Runs on the model's device; the loader's batches are moved there. ``gm`` is returned to the state
+    it was given in (mode, weights, applied chip, p'). A model with no RRAM layer, or a fault model
+    that draws no faults, is evaluated once and that accuracy reported for every chip.
+    """
+    check_chip_args("monte_carlo", gm, fault_model, trials, seed, FaultError)
+    layers = crossbar_layers(gm)
+    if fault_rate is not None:
+        fault_rate = unit_rate("fault_rate", fault_rate, FaultError)
+    device = module_device(gm)
+    saved = {path: (m.fault_codes, m.fault_model, m.fault_rate) for path, m in layers.items()}
+    was_training = gm.training
+    start = time.perf_counter()
+    gm.eval()
+    try:
+        if fault_rate is not None:
+            for m in layers.values():
+                m.fault_rate = fault_rate
+        p_prime = fault_rate if fault_rate is not None else _common_fault_rate(layers)
+        _warn_unscaled(fault_model, p_prime, layers)
+        if not layers or _draws_nothing(fault_model):
+            for m in layers.values():
+                m.fault_codes, m.fault_model = None, None
+            with torch.no_grad():
+                correct, total = _count_correct(gm, loader, device)
+            accuracies = [correct.item() / max(total, 1)] * trials
+        else:
+            accuracies, total = _run_chips(gm, layers, loader, fault_model, trials, seed, device, cache_bytes,
+                                           progress)
+        if total == 0:
+            raise ValueError("the loader yielded no samples")
+    finally:
+        for path, m in layers.items():
+            m.fault_codes, m.fault_model, m.fault_rate = saved[path]
+        gm.train(was_training)
+    return MonteCarloResult(tuple(accuracies), seed, fault_model.to_dict(), float(p_prime if layers else 0.0),
+                            total, len(layers), time.perf_counter() - start)
+
+
+def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any, error: type[Exception]) -> None:
+    """The checks every Monte-Carlo style evaluation (``what``) makes of its model, fault model, number
+    of chips and seed; a bad value raises ``error`` naming the argument (a non-GraphModule: TypeError)."""
+    if not isinstance(gm, fx.GraphModule):
+        raise TypeError(f"{what} expects a prepared torch.fx.GraphModule, got {type(gm).__name__}")
+    if not isinstance(fault_model, BaseFaultModel):
+        raise error(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise error(f"trials must be a positive int, got {trials!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise error(f"seed must be a non-negative int, got {seed!r}")
+
+
+def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Iterable[Any],
+               fault_model: BaseFaultModel, trials: int, seed: int, device: torch.device, cache_bytes: int,
+               progress: bool) -> tuple[list[float], int]:
+    batches = _BatchCache(loader, device, cache_bytes)
+    accuracies: list[float] = []
+    total = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=trials, desc="chips", unit="chip", leave=False)
+
+    def draw(i: int) -> FaultSet:
+        return draw_fault_set(layers, fault_model, chip_seed(seed, i))
+
+    # On a GPU the CPU is idle while kernels run: draw the next chip meanwhile (NumPy releases the GIL).
+    pool = concurrent.futures.ThreadPoolExecutor(1) if device.type != "cpu" else None
+    try:
+        pending = pool.submit(draw, 0) if pool else None
+        for i in range(trials):
+            faults = pending.result() if pending else draw(i)
+            if pool and i + 1 < trials:
+                pending = pool.submit(draw, i + 1)
+            apply_faults(gm, faults)  # the same chip inject_faults(gm, fault_model, chip_seed(seed, i)) gives
+            with torch.no_grad():
+                swapped = _baked(layers)
+                try:
+                    correct, total = _count_correct(gm, batches, device)
+                finally:
+                    _unbake(swapped)
+            accuracies.append(correct.item() / max(total, 1))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(mean=f"{100 * statistics.fmean(accuracies):.2f}%")
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    return accuracies, total
+
+
+def _common_fault_rate(layers: dict[str, CrossbarLayer]) -> float:
+    rates = {m.fault_rate for m in layers.values()}
+    return rates.pop() if len(rates) == 1 else max(rates, default=0.0)
+
+
+def _draws_nothing(fault_model: BaseFaultModel) -> bool:
+    return isinstance(fault_model, FaultModel) and fault_model.sa1 == 0 and fault_model.sa0 == 0
+
+
+def _warn_unscaled(fault_model: BaseFaultModel, p_prime: float, layers: dict[str, CrossbarLayer]) -> None:
+    if layers and p_prime == 0 and isinstance(fault_model, FaultModel) and fault_model.sa1 > 0:
+        warnings.warn(
+            f"monte_carlo: the model's expected fault rate p' is 0 while the chips have {fault_model.sa1:.0%} "
+            "SA1 cells, so RRAM weights get no 1/(1-p') scale and accuracy will be far below what the "
+            "method achieves. Pass fault_rate=, or call rramfx.recalibrate_bn(gm, loader, fault_rate) or "
+            "rramfx.set_fault_rate(gm, p') first.",
+            stacklevel=3,
+        )
+
+
+__all__ = ["MonteCarloResult", "evaluate", "monte_carlo", "t_quantile_975"]

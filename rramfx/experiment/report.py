@@ -1,0 +1,248 @@
+"""Tables and plots of a drop-rate × fault-rate sweep, rendered from its ``results.json``.
+
+`write_report(out_dir)` writes, beside ``results.json``:
+
+- ``results.csv``: one row per (drop rate, fault rate, training seed), chip statistics included;
+- ``summary.csv`` and ``results.md``: per (drop rate, fault rate) the accuracy averaged over training
+  seeds (each seed's accuracy is itself the mean over simulated chips), its spread over seeds and the
+  mean chip-to-chip spread;
+- ``heatmap.png``: accuracy over drop rate × fault rate (the VTS 2024 paper's Figs. 3–5);
+- ``best_drop_rate.png``: the best drop rate for each fault rate (Fig. 6) beside accuracy against fault
+  rate for every drop rate.
+
+Plots are drawn with matplotlib's object API on an Agg canvas, so no global backend is changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rramfx.errors import RramfxError
+
+RESULTS_FILE = "results.json"
+ROW_COLUMNS = ("drop_rate", "fault_rate", "seed", "accuracy", "chip_std", "chip_min", "chip_max", "ci95_low",
+               "ci95_high", "clean_accuracy", "trials", "samples", "train_seconds", "eval_seconds")
+SUMMARY_COLUMNS = ("drop_rate", "fault_rate", "accuracy", "seed_std", "chip_std", "seeds", "clean_accuracy")
+
+
+class ReportError(RramfxError):
+    """A results folder or file cannot be read or rendered."""
+
+
+def load_results(out_dir: str | Path) -> dict[str, Any]:
+    """The ``{"config": ..., "rows": [...]}`` record of a sweep folder."""
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise ReportError(f"no {RESULTS_FILE} in '{out_dir}': run `rramfx sweep --out {out_dir}` first")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ReportError(f"'{path}' is not valid JSON ({e}); delete it to recompute the sweep") from e
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ReportError(f"'{path}' is not an rramfx sweep record (no 'rows' list)")
+    return data
+
+
+def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (drop rate, fault rate): mean accuracy over training seeds, the standard deviation
+    over seeds (NaN with one seed), the mean chip-to-chip standard deviation and the mean fault-free
+    accuracy; sorted by drop rate, then fault rate."""
+    cells: dict[tuple[float, float], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((float(r["drop_rate"]), float(r["fault_rate"])), []).append(r)
+    out = []
+    for (d, f), rs in sorted(cells.items()):
+        acc = [float(r["accuracy"]) for r in rs]
+        out.append({
+            "drop_rate": d, "fault_rate": f, "accuracy": statistics.fmean(acc),
+            "seed_std": statistics.stdev(acc) if len(acc) > 1 else math.nan,
+            "chip_std": statistics.fmean(float(r.get("chip_std", 0.0)) for r in rs),
+            "seeds": len(rs),
+            "clean_accuracy": statistics.fmean(float(r.get("clean_accuracy", math.nan)) for r in rs),
+        })
+    return out
+
+
+def _grid(summary: list[dict[str, Any]]) -> tuple[list[float], list[float], dict[tuple[float, float], dict]]:
+    drops = sorted({s["drop_rate"] for s in summary})
+    faults = sorted({s["fault_rate"] for s in summary})
+    return drops, faults, {(s["drop_rate"], s["fault_rate"]): s for s in summary}
+
+
+def best_drop_rates(summary: list[dict[str, Any]]) -> dict[float, float]:
+    """Fault rate → the drop rate with the highest mean accuracy (the lower one on a tie)."""
+    best: dict[float, tuple[float, float]] = {}
+    for s in summary:
+        f, key = s["fault_rate"], (s["accuracy"], -s["drop_rate"])
+        if f not in best or key > best[f]:
+            best[f] = key
+    return {f: -key[1] for f, key in sorted(best.items())}
+
+
+def markdown_table(summary: list[dict[str, Any]], title: str = "") -> str:
+    """Accuracy (%) with drop rates as rows and fault rates as columns; ± is the spread over training
+    seeds when there are several, else the chip-to-chip spread. The best drop rate per column is bold."""
+    drops, faults, cells = _grid(summary)
+    best = best_drop_rates(summary)
+    seeds = max((s["seeds"] for s in summary), default=1)
+    spread = "std over training seeds" if seeds > 1 else "std over chips"
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| drop rate \\ fault rate | " + " | ".join(f"{100 * f:g}%" for f in faults) + " |")
+    lines.append("|---|" + "---:|" * len(faults))
+    for d in drops:
+        row = [f"p = {d:g}"]
+        for f in faults:
+            s = cells.get((d, f))
+            if s is None:
+                row.append("–")
+                continue
+            err = s["seed_std"] if seeds > 1 else s["chip_std"]
+            text = f"{100 * s['accuracy']:.2f}" + ("" if math.isnan(err) else f" ± {100 * err:.2f}")
+            row.append(f"**{text}**" if best.get(f) == d else text)
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"Accuracy in % (mean over simulated chips, averaged over {seeds} training seed"
+              f"{'s' if seeds > 1 else ''}); ± is the {spread}. Bold: best drop rate for that fault rate."]
+    chip = [s["chip_std"] for s in summary if s["fault_rate"] > 0]
+    if chip and seeds > 1:
+        lines.append(f"Mean chip-to-chip std: {100 * statistics.fmean(chip):.2f} points.")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], path: str | Path, columns: Iterable[str]) -> Path:
+    """Write ``rows`` with the given ``columns`` (missing values left empty)."""
+    path = Path(path)
+    columns = list(columns)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in columns})
+    return path
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_heatmap(summary: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Accuracy heatmap: fault rate across, drop rate down, each cell annotated, best per column boxed."""
+    import numpy as np
+
+    drops, faults, cells = _grid(summary)
+    grid = np.full((len(drops), len(faults)), np.nan)
+    for i, d in enumerate(drops):
+        for j, f in enumerate(faults):
+            if (d, f) in cells:
+                grid[i, j] = 100 * cells[(d, f)]["accuracy"]
+    fig = _figure(1.6 + 1.1 * len(faults), 1.2 + 0.55 * len(drops))
+    ax = fig.add_subplot()
+    im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="upper")
+    best = best_drop_rates(summary)
+    finite = grid[np.isfinite(grid)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+    for i, d in enumerate(drops):
+        for j, f in enumerate(faults):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=9,
+                        color="black" if grid[i, j] > mid else "white",
+                        fontweight="bold" if best.get(f) == d else "normal")
+    ax.set_xticks(range(len(faults)), [f"{100 * f:g}%" for f in faults])
+    ax.set_yticks(range(len(drops)), [f"{d:g}" for d in drops])
+    ax.set_xlabel("fault rate (SA1 cells)")
+    ax.set_ylabel("DropConnect rate in training")
+    ax.set_title(title or "accuracy (%) on simulated chips", fontsize=10)
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    fig.savefig(path)
+    return Path(path)
+
+
+def plot_best_drop_rate(summary: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Left: best drop rate per fault rate (with the p = p' line); right: accuracy vs fault rate per drop rate."""
+    drops, faults, cells = _grid(summary)
+    best = best_drop_rates(summary)
+    fig = _figure(10, 4)
+    left, right = fig.subplots(1, 2)
+    left.plot([100 * f for f in best], list(best.values()), "o-", color="C3", label="best drop rate")
+    top = max([*faults, *drops, 0.05])
+    left.plot([0, 100 * top], [0, top], "--", color="grey", lw=1, label="drop rate = fault rate")
+    left.set_xlabel("fault rate (%)")
+    left.set_ylabel("best DropConnect rate")
+    left.set_ylim(-0.02, max(drops) + 0.05 if drops else 1)
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    for k, d in enumerate(drops):
+        xs = [100 * f for f in faults if (d, f) in cells]
+        ys = [100 * cells[(d, f)]["accuracy"] for f in faults if (d, f) in cells]
+        err = [100 * cells[(d, f)]["seed_std"] for f in faults if (d, f) in cells]
+        if all(math.isnan(e) for e in err):
+            right.plot(xs, ys, "o-", color=f"C{k % 10}", label=f"p = {d:g}")
+        else:
+            right.errorbar(xs, ys, yerr=[0 if math.isnan(e) else e for e in err], fmt="o-", capsize=3,
+                           color=f"C{k % 10}", label=f"p = {d:g}")
+    right.set_xlabel("fault rate (%)")
+    right.set_ylabel("accuracy (%)")
+    right.legend(fontsize=8, title="drop rate", title_fontsize=8)
+    right.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path)
+    return Path(path)
+
+
+def describe(config: Mapping[str, Any]) -> str:
+    """A one-line title for a sweep's plots and tables."""
+    seeds = config.get("seeds") or [0]
+    parts = [str(config.get("model", "model")), "on", str(config.get("dataset", "data"))]
+    epochs, trials = config.get("epochs", "?"), config.get("trials", "?")
+    extra = [f"{epochs} epoch{'' if epochs == 1 else 's'}", f"{trials} chip{'' if trials == 1 else 's'}",
+             f"{len(seeds)} training seed{'s' if len(seeds) > 1 else ''}"]
+    if config.get("width", 1.0) != 1.0:
+        extra.append(f"width {config['width']:g}")
+    if config.get("rram_1x1"):
+        extra.append("1x1 on RRAM")
+    return " ".join(parts) + " (" + ", ".join(extra) + ")"
+
+
+def write_report(out_dir: str | Path) -> dict[str, Path]:
+    """Render every table and plot of a sweep folder from its ``results.json``; returns name → path."""
+    out_dir = Path(out_dir)
+    data = load_results(out_dir)
+    rows = data["rows"]
+    if not rows:
+        raise ReportError(f"'{out_dir / RESULTS_FILE}' has no results yet")
+    summary = summarize(rows)
+    title = describe(data.get("config", {}))
+    paths = {
+        "csv": write_csv(sorted(rows, key=lambda r: (r["drop_rate"], r["fault_rate"], r["seed"])),
+                         out_dir / "results.csv", ROW_COLUMNS),
+        "summary_csv": write_csv(summary, out_dir / "summary.csv", SUMMARY_COLUMNS),
+        "markdown": out_dir / "results.md",
+        "heatmap": plot_heatmap(summary, out_dir / "heatmap.png", title),
+        "best_drop_rate": plot_best_drop_rate(summary, out_dir / "best_drop_rate.png", title),
+    }
+    paths["markdown"].write_text(markdown_table(summary, title))
+    return paths
+
+
+__all__ = [
+    "ReportError",
+    "best_drop_rates",
+    "load_results",
+    "markdown_table",
+    "plot_best_drop_rate",
+    "plot_heatmap",
+    "summarize",
+    "write_csv",
+    "write_report",
+]

@@ -1,0 +1,85 @@
+"""Model specifications as text, so the CLI and config files can name any model:
+
+- ``timm:NAME``   a timm model, created with ``pretrained=False``;
+- ``tv:NAME``     a torchvision model, created with ``weights=None``;
+- ``pkg.module:factory``  any importable callable returning an ``nn.Module``;
+- ``NAME``        one of rramfx's reference models (``rramfx.models``), when that module exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+from torch import nn
+
+from rramfx.errors import RramfxError
+
+
+class ModelSpecError(RramfxError, ValueError):
+    """A model specification names no model that can be created."""
+
+
+def create_model(spec: str, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> nn.Module:
+    """Create the model named by ``spec`` (see the module docstring) with fresh weights."""
+    if not isinstance(spec, str) or not spec:
+        raise ModelSpecError(f"a model spec must be a non-empty string, got {spec!r}")
+    prefix, _, name = spec.partition(":")
+    if not name:
+        return _reference(spec, num_classes, in_chans, **kwargs)
+    if prefix == "timm":
+        return _timm(name, num_classes, in_chans, **kwargs)
+    if prefix in ("tv", "torchvision"):
+        return _torchvision(name, num_classes, in_chans, **kwargs)
+    return _factory(prefix, name, num_classes, in_chans, **kwargs)
+
+
+def _timm(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+    import timm
+
+    if not timm.list_models(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise ModelSpecError(f"unknown timm model 'timm:{name}'.{hint}")
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+
+
+def _torchvision(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+    import torchvision
+
+    names = torchvision.models.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise ModelSpecError(f"unknown torchvision model 'tv:{name}'.{hint}")
+    if in_chans != 3:
+        raise ModelSpecError(f"torchvision model 'tv:{name}' takes 3 input channels, asked for {in_chans}")
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+
+
+def _factory(module_name: str, attr: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ModelSpecError(
+            f"cannot import '{module_name}' for model spec '{module_name}:{attr}' ({e}); "
+            "use timm:NAME, tv:NAME or an importable pkg.module:factory"
+        ) from e
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelSpecError(f"'{module_name}' has no callable '{attr}' (model spec '{module_name}:{attr}')")
+    model = factory(num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(f"'{module_name}:{attr}' returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _reference(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+    try:
+        models = importlib.import_module("rramfx.models")
+    except ImportError:
+        models = None
+    if models is None or not hasattr(models, "create"):
+        raise ModelSpecError(f"unknown model '{name}': use timm:NAME, tv:NAME or pkg.module:factory")
+    return models.create(name, num_classes=num_classes, in_chans=in_chans, **kwargs)

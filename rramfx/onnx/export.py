@@ -1,0 +1,273 @@
+"""Export a prepared model to an annotated ONNX graph: every node knows its device, RRAM layers carry
+their crossbar tiling and rates, and fault codes travel as ``uint8`` initializers or graph inputs.
+
+How it is done (measured with torch 2.14, onnxscript 0.7): ``torch.onnx.export(dynamo=True,
+optimize=False)`` keeps each node's module path in ``pkg.torch.onnx.name_scopes``. rramfx reads the
+innermost weighted-layer scope, writes its own keys, then runs onnxscript's optimiser (constant
+folding, the default rewrite rules except the BatchNorm-into-Conv fusion, which would change the weights
+that a crossbar is programmed with; onnxruntime fuses BatchNorm at session start anyway), with folding
+switched off for the nodes that apply fault codes, so the codes stay compact ``uint8`` tensors. The
+optimiser's metadata merger keeps the keys; the device rule is applied once more on the final graph.
+
+Fault modes (``faults=``):
+
+- ``None``: the clean deployment graph. RRAM weights are stored pre-scaled by 1/(1-p') (``prescale=True``,
+  the default): these are the values to program into a chip whose stuck cells are unknown, and the
+  graph computes what the prepared model computes on a chip without a stuck cell (PyTorch: a FaultSet
+  of zeros applied). ``prescale=False`` stores the weights as trained: the graph then equals the
+  fault-free PyTorch eval output (and the original model's). Either way ``rramfx.weight_scale`` is on
+  every RRAM node.
+- a `FaultSet`: that chip baked in, its codes as ``uint8`` initializers ``<layer>.fault_codes`` applied by
+  ONNX ops (the fault model's own ``corrupt``, exported), then the 1/(1-p') scale.
+- ``"inputs"``: the codes of every RRAM layer are graph inputs ``<layer>.fault_codes``; feed them with
+  `onnx_fault_inputs`. One file simulates any number of chips.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import warnings
+from collections.abc import Mapping
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import fx
+
+from rramfx.crossbar.chip import apply_faults, clear_faults, crossbar_layers
+from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet
+from rramfx.errors import FaultError
+from rramfx.graph.modules import weighted_layers
+from rramfx.graph.record import require_meta, rramfx_meta
+from rramfx.onnx import meta as M
+from rramfx.onnx.meta import OnnxError
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
+
+_BINDINGS: dict[int, Any] = {}
+
+
+def onnx_fault_inputs(faults: FaultSet, onnx_path: str | Path | None = None) -> dict[str, np.ndarray]:
+    """The onnxruntime feed of a chip for a graph exported with ``faults="inputs"``:
+    ``{"<layer>.fault_codes": uint8 array}`` for every layer of ``faults``.
+
+    With ``onnx_path`` the feed is checked against that file's fault-code inputs (names and shapes),
+    and RRAM layers missing from ``faults`` get all-zero (healthy) codes, as `rramfx.apply_faults` does."""
+    if not isinstance(faults, FaultSet):
+        raise FaultError(f"faults must be an rramfx.FaultSet, got {type(faults).__name__}")
+    feed = {f"{path}{M.CODES_SUFFIX}": codes.numpy().astype(np.uint8, copy=False) for path, codes in faults.items()}
+    if onnx_path is None:
+        return feed
+    model = M.load_annotated(onnx_path, load_weights=False)
+    meta = M.model_meta(model, onnx_path)
+    if meta["fault_mode"] != "inputs":
+        raise OnnxError(f"'{onnx_path}' takes no fault codes (fault mode {meta['fault_mode']!r}); "
+                        "export with faults='inputs'")
+    shapes = {i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in model.graph.input}
+    names = {f"{p}{M.CODES_SUFFIX}" for p in meta["faults"]["inputs"]}
+    for name, codes in feed.items():
+        if name not in names:
+            raise FaultError(f"the fault set has codes for '{name[: -len(M.CODES_SUFFIX)]}', which is not an "
+                             f"RRAM layer of '{onnx_path}'")
+        if codes.shape != shapes[name]:
+            raise FaultError(f"codes for '{name}' have shape {codes.shape}, '{onnx_path}' takes {shapes[name]}")
+    return {n: feed.get(n, np.zeros(shapes[n], np.uint8)) for n in sorted(names)}
+
+
+def export_onnx(
+    gm: fx.GraphModule,
+    example_inputs: Any,
+    path: str | Path,
+    faults: FaultSet | str | None = None,
+    opset: int | None = None,
+    *,
+    fault_model: BaseFaultModel | None = None,
+    tile: tuple[int, int] = (128, 128),
+    prescale: bool = True,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Export the prepared ``gm`` (eval mode, a copy; ``gm`` is not changed) to an annotated ONNX file.
+
+    ``example_inputs``: a tensor or tuple of tensors, batch first. ``faults``: ``None`` (clean deployment
+    graph), a `FaultSet` (that chip baked in) or ``"inputs"`` (codes as graph inputs; ``fault_model``
+    chooses whose ``corrupt`` is exported, default `FaultModel`). ``tile``: crossbar size (rows, cols)
+    for the tile counts. ``dynamic_batch``: the batch dimension is symbolic (falls back to the example's
+    batch, with a warning, where torch.export cannot keep it dynamic). Returns the written path.
+    """
+    placement = require_meta(gm, "placement", "prepare the model with rramfx.prepare(model, policy) first")
+    policy = rramfx_meta(gm).get("policy")
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    if not args or not all(isinstance(a, torch.Tensor) for a in args):
+        raise OnnxError("example_inputs must be a tensor or a tuple of tensors (batch first)")
+    tile = _check_tile(tile)
+    mode = "none" if faults is None or faults == "none" else "inputs" if faults == "inputs" else "baked"
+    if mode == "baked" and not isinstance(faults, FaultSet):
+        raise OnnxError(f"faults must be None, 'inputs' or an rramfx.FaultSet, got {faults!r}")
+
+    work = copy.deepcopy(gm).eval()
+    layers = crossbar_layers(work)
+    if mode != "none" and not layers:
+        raise OnnxError("faults were asked for but this model has no RRAM layer (see rramfx.placement(gm))")
+    if layers:
+        clear_faults(work)
+    fault_meta: dict[str, Any] | None = None
+    if mode == "none" and prescale:
+        with torch.no_grad():
+            for layer in layers.values():
+                if layer.fault_rate > 0:
+                    layer.weight.mul_(1.0 / (1.0 - layer.fault_rate))
+    elif mode == "baked":
+        apply_faults(work, faults)
+        fault_meta = {"fault_model": faults.fault_model.to_dict(), "seed": faults.seed, "counts": faults.counts()}
+    elif mode == "inputs":
+        fault_model = fault_model if fault_model is not None else FaultModel()
+        if not isinstance(fault_model, BaseFaultModel):
+            raise FaultError(f"fault_model must be an rramfx fault model, got {type(fault_model).__name__}")
+        fault_meta = {"fault_model": fault_model.to_dict(),
+                      "inputs": {p: f"{p}{M.CODES_SUFFIX}" for p in layers}}
+
+    codes_args: tuple[torch.Tensor, ...] = ()
+    key = id(work)
+    if mode == "inputs":
+        codes_args = _bind_codes_as_inputs(work, layers, fault_model, key)
+    try:
+        program, batch = _torch_export(work, args, codes_args, opset, dynamic_batch)
+    finally:
+        _BINDINGS.pop(key, None)
+    import onnx  # onnx, onnx_ir and onnxscript load when an export runs, not with ``import rramfx``
+    import onnx_ir as ir
+
+    from rramfx.onnx.optimize import optimize_annotated
+
+    model = program.model
+    if mode == "inputs":
+        _rename_code_inputs(model, len(args), list(layers))
+
+    all_layers = weighted_layers(work)
+    infos = {p: M.layer_info(m, placement[p], tile) for p, m in all_layers.items() if p in placement}
+    optimize_annotated(model, infos, placement, protect_faults=mode != "none")
+
+    model.metadata_props.update({
+        M.VERSION: _version(),
+        M.POLICY: json.dumps(policy, sort_keys=True),
+        M.PLACEMENT: json.dumps(dict(placement)),
+        M.FAULT_MODE: mode,
+        M.TILE: f"{tile[0]}x{tile[1]}",
+        M.BATCH: batch,
+    })
+    if fault_meta is not None:
+        model.metadata_props[M.FAULTS] = json.dumps(fault_meta, sort_keys=True)
+    proto = ir.serde.serialize_model(model)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:  # pragma: no cover - a bug of the exporter or of rramfx
+        raise OnnxError(f"the exported graph fails onnx.checker: {e}") from e
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _check_tile(tile: Any) -> tuple[int, int]:
+    try:
+        rows, cols = (int(t) for t in tile)
+    except (TypeError, ValueError):
+        raise OnnxError(f"tile must be (rows, cols) of positive ints, got {tile!r}") from None
+    if rows <= 0 or cols <= 0:
+        raise OnnxError(f"tile must be (rows, cols) of positive ints, got {tile!r}")
+    return rows, cols
+
+
+def _version() -> str:
+    from rramfx.version import __version__
+
+    return __version__
+
+
+# ---- torch side -------------------------------------------------------------------------------------
+
+def _bind_fault_codes(key: int, *codes: torch.Tensor) -> None:
+    """Run by torch.export's interpreter at the top of the graph: the crossbar layers read the codes
+    from the graph inputs (as they read a buffer), whether the graph calls them or a leaf module does."""
+    for layer, c in zip(_BINDINGS[key], codes, strict=True):
+        layer.__dict__["fault_codes"] = c
+
+
+def _bind_codes_as_inputs(
+    gm: fx.GraphModule, layers: Mapping[str, torch.nn.Module], fault_model: BaseFaultModel, key: int
+) -> tuple[torch.Tensor, ...]:
+    """Add one uint8 placeholder per RRAM layer after ``gm``'s inputs, bound to the layers' fault codes."""
+    graph = gm.graph
+    last = [n for n in graph.nodes if n.op == "placeholder"][-1]
+    holders = []
+    with graph.inserting_after(last):
+        for i in reversed(range(len(layers))):
+            holders.insert(0, graph.placeholder(f"rramfx_fault_codes_{i}"))
+    with graph.inserting_after(holders[-1]):
+        graph.call_function(_bind_fault_codes, (key, *holders))
+    gm.recompile()
+    for layer in layers.values():
+        layer.fault_model = fault_model
+        # the exporter prints module reprs; the layer's own would count faults in a symbolic tensor
+        layer.__dict__["extra_repr"] = _symbolic_codes_repr
+    _BINDINGS[key] = list(layers.values())
+    return tuple(torch.zeros(m.weight.shape, dtype=torch.uint8) for m in layers.values())
+
+
+def _symbolic_codes_repr() -> str:
+    return "fault codes from a graph input"
+
+
+def _amax(self, dim=(), keepdim=False):
+    """aten.amax with its default ``dim=[]`` (all axes), which torch 2.14's translation rejects."""
+    from onnxscript import opset18 as op
+
+    if dim:
+        return op.ReduceMax(self, op.Constant(value_ints=list(dim)), keepdims=int(keepdim))
+    return op.ReduceMax(self, keepdims=int(keepdim))
+
+
+def _torch_export(gm, args, codes, opset, dynamic_batch) -> tuple[Any, str]:
+    kwargs = {"dynamo": True, "optimize": False, "verbose": False, "opset_version": opset,
+              "custom_translation_table": {torch.ops.aten.amax.default: _amax}}
+    batch = int(args[0].shape[0]) if args[0].dim() else 1
+    first_error: Exception | None = None
+    if dynamic_batch and all(a.dim() > 0 and a.shape[0] == batch for a in args):
+        dim = torch.export.Dim("batch")
+        ex = tuple(torch.cat([a, a]) if batch == 1 else a for a in args)  # a size-1 dim would specialise
+        shapes = tuple({0: dim} for _ in args) + tuple(None for _ in codes)
+        try:
+            return _quiet_export(gm, (*ex, *codes), dict(kwargs, dynamic_shapes=shapes)), "dynamic"
+        except Exception as e:
+            first_error = e
+    try:
+        program = _quiet_export(gm, (*args, *codes), kwargs)
+    except Exception as e:
+        raise OnnxError(f"torch.onnx.export failed for {type(gm).__name__}: {_summary(e)}") from e
+    if first_error is not None:
+        warnings.warn(f"rramfx.export_onnx: batch size fixed to {batch} (dynamic batch failed: "
+                      f"{_summary(first_error)})", stacklevel=3)
+    return program, str(batch)
+
+
+def _quiet_export(gm, args, kwargs):
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return torch.onnx.export(gm, args, **kwargs)
+
+
+def _summary(e: BaseException) -> str:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _rename_code_inputs(model: ir.Model, n_inputs: int, paths: list[str]) -> None:
+    for value, path in zip(model.graph.inputs[n_inputs:], paths, strict=True):
+        value.name = f"{path}{M.CODES_SUFFIX}"

@@ -1,0 +1,209 @@
+"""Monte-Carlo fault simulation in onnxruntime: one ``faults="inputs"`` export, many chips.
+
+Chip ``i`` of a run started from ``seed`` is drawn exactly as the PyTorch side draws it
+(``rramfx.inject_faults(gm, fault_model, seed=chip_seed(seed, i))``: the same per-layer random streams
+over the same module paths and weight shapes), so `ort_monte_carlo` and `rramfx.monte_carlo` evaluate
+the same chips and agree trial by trial, up to float ties in the arg-max.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from rramfx.crossbar.faults import BaseFaultModel, chip_seed, draw_fault_set
+from rramfx.errors import FaultError
+from rramfx.onnx import meta as M
+from rramfx.onnx.export import onnx_fault_inputs
+from rramfx.onnx.meta import OnnxError
+
+if TYPE_CHECKING:
+    import onnx
+
+
+@dataclass(frozen=True)
+class OrtMonteCarloResult:
+    """Per-chip results of `ort_monte_carlo`: ``predictions[i]`` are chip ``i``'s arg-max classes for
+    every sample, ``accuracies[i]`` its top-1 accuracy (None without labels)."""
+
+    predictions: np.ndarray
+    accuracies: tuple[float, ...] | None
+    seeds: tuple[int, ...]
+    seed: int
+    fault_model: dict[str, Any]
+    fault_rate: float
+    samples: int
+    seconds: float
+
+    @property
+    def trials(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def mean(self) -> float:
+        """Mean accuracy over chips (NaN without labels)."""
+        return statistics.fmean(self.accuracies) if self.accuracies else math.nan
+
+    @property
+    def std(self) -> float:
+        """Chip-to-chip standard deviation of the accuracy (n-1; 0 for one chip, NaN without labels)."""
+        if not self.accuracies:
+            return math.nan
+        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+
+    def __str__(self) -> str:
+        if self.accuracies is None:
+            return f"predictions of {self.samples} samples on {self.trials} chips (no labels)"
+        return f"{100 * self.mean:.2f}% ± {100 * self.std:.2f} over {self.trials} chips (onnxruntime)"
+
+
+def _batches(data: Any, batch_size: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """``data`` as a list of (inputs, labels or None) NumPy batches: an array or tensor of inputs, an
+    (inputs, labels) pair of arrays, or an iterable of (x, y) batches such as a DataLoader."""
+
+    def arr(v: Any) -> np.ndarray:
+        return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+    if isinstance(data, (np.ndarray, torch.Tensor)):
+        x = arr(data)
+        return [(x[i:i + batch_size], None) for i in range(0, len(x), batch_size)]
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in data):
+        x, y = arr(data[0]), arr(data[1])
+        if len(x) != len(y):
+            raise OnnxError(f"inputs and labels differ in length: {len(x)} and {len(y)}")
+        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    out = []
+    for batch in data:
+        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+            out.append((arr(batch[0]), arr(batch[1])))
+        else:
+            out.append((arr(batch), None))
+    return out
+
+
+def _split_by_chip(model: onnx.ModelProto, data_names: list[str]) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """Cut a ``faults="inputs"`` graph into the part that reads no data (fault codes and weights in,
+    this chip's faulty weights out: run once per chip) and the rest (run once per batch)."""
+    from onnx.utils import Extractor
+
+    from rramfx.onnx.partition import _used_names
+
+    nodes = list(model.graph.node)
+    reached = set(data_names)
+    chip_nodes = []
+    for node in nodes:  # topological order
+        if any(x in reached for x in _used_names(node)):
+            reached.update(node.output)
+        else:
+            chip_nodes.append(node)
+    built = {o for n in chip_nodes for o in n.output}
+    cut = sorted({x for n in nodes if n not in chip_nodes for x in _used_names(n) if x in built}
+                 | {o.name for o in model.graph.output if o.name in built})
+    codes = [i.name for i in model.graph.input if i.name not in data_names]
+    extractor = Extractor(model)
+    return (extractor.extract_model(codes, cut),
+            extractor.extract_model(list(data_names) + cut, [o.name for o in model.graph.output]))
+
+
+def ort_monte_carlo(
+    onnx_path: str | Path,
+    data: Any,
+    fault_model: BaseFaultModel,
+    trials: int = 100,
+    seed: int = 0,
+    *,
+    batch_size: int = 256,
+    providers: Sequence[str] | None = None,
+    progress: bool = False,
+) -> OrtMonteCarloResult:
+    """Evaluate a ``faults="inputs"`` export on ``trials`` chips drawn from ``fault_model`` and ``seed``,
+    in onnxruntime. ``data``: inputs (array/tensor), an (inputs, labels) pair, or an iterable of (x, y)
+    batches. A graph exported with a static batch gets its last batch padded.
+
+    The graph is cut in two sessions: the nodes that read no data (fault codes → this chip's faulty,
+    scaled weights) run once per chip, the rest once per batch, so a chip costs one weight corruption
+    plus plain inference (as in `rramfx.monte_carlo`). The numbers are those of the whole graph."""
+    import onnxruntime as ort
+
+    if not isinstance(fault_model, BaseFaultModel):
+        raise FaultError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise FaultError(f"trials must be a positive int, got {trials!r}")
+    model, fault_rate, code_names = _inputs_export(onnx_path, fault_model)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    providers = list(providers or ["CPUExecutionProvider"])
+    shapes = {i.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in i.type.tensor_type.shape.dim]
+              for i in model.graph.input}
+    data_names = [n for n in shapes if n not in set(code_names.values())]
+    if len(data_names) != 1:
+        raise OnnxError(f"ort_monte_carlo runs single-input models; '{onnx_path}' takes {data_names}")
+    chip_model, data_model = _split_by_chip(model, data_names)
+    chip_session = ort.InferenceSession(chip_model.SerializeToString(), opts, providers=providers)
+    session = ort.InferenceSession(data_model.SerializeToString(), opts, providers=providers)
+    built = [o.name for o in chip_session.get_outputs()]
+    fixed = shapes[data_names[0]][0] if isinstance(shapes[data_names[0]][0], int) else None
+    batches = _batches(data, fixed or batch_size)
+    # The layers as draw_fault_set sees them: module path -> something with the weight's shape.
+    layers = {p: SimpleNamespace(weight=torch.empty(shapes[name], device="meta")) for p, name in code_names.items()}
+    labelled = all(y is not None for _, y in batches)
+    labels = np.concatenate([y for _, y in batches]) if labelled else None
+    samples = sum(len(x) for x, _ in batches)
+    start = time.perf_counter()
+    seeds = tuple(chip_seed(seed, i) for i in range(trials))
+    predictions = np.empty((trials, samples), dtype=np.int64)
+    accuracies = []
+    chips: Iterable[int] = range(trials)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chips = tqdm(chips, desc="chips (onnxruntime)", unit="chip", leave=False)
+    for i in chips:
+        codes = onnx_fault_inputs(draw_fault_set(layers, fault_model, seeds[i]))
+        feed = dict(zip(built, chip_session.run(built, codes), strict=True))  # this chip's weights, once
+        _predict(session, feed, data_names[0], batches, fixed, predictions[i])
+        if labels is not None:
+            accuracies.append(float((predictions[i] == labels).mean()))
+    return OrtMonteCarloResult(predictions, tuple(accuracies) if labelled else None, seeds, seed,
+                               json.loads(json.dumps(fault_model.to_dict())), fault_rate, samples,
+                               time.perf_counter() - start)
+
+
+def _inputs_export(onnx_path: str | Path, fault_model: BaseFaultModel) -> tuple[Any, float, dict[str, str]]:
+    """The annotated model of a ``faults="inputs"`` export that applies ``fault_model``'s kind of faults,
+    the p' its RRAM weights are scaled by, and its fault-code inputs (module path -> input name)."""
+    model = M.load_annotated(onnx_path)
+    meta = M.model_meta(model, onnx_path)
+    if meta["fault_mode"] != "inputs":
+        raise OnnxError(f"'{onnx_path}' has fault mode {meta['fault_mode']!r}; ort_monte_carlo needs an export "
+                        "with faults='inputs' (`rramfx export --faults inputs`)")
+    kind = meta["faults"]["fault_model"].get("kind")
+    if kind != fault_model.kind:
+        raise OnnxError(f"'{onnx_path}' applies {kind!r} faults; fault_model is {fault_model.kind!r}: "
+                        "export again with that fault model")
+    rates = {float(M.node_meta(n)["fault_rate"]) for n in model.graph.node if "fault_rate" in M.node_meta(n)}
+    # the p' the graph scales RRAM weights by (set_fault_rate may differ from the policy's)
+    return model, max(rates, default=0.0), meta["faults"]["inputs"]
+
+
+def _predict(session: Any, feed: dict[str, Any], data_name: str, batches: list[tuple[Any, Any]], fixed: int | None,
+             out: np.ndarray) -> None:
+    """Class predictions of one chip (its weights in ``feed``) for every batch, written into ``out``."""
+    at = 0
+    for x, _ in batches:
+        n = len(x)
+        if fixed and n < fixed:  # pad a short last batch for a fixed-batch graph
+            x = np.concatenate([x, np.repeat(x[-1:], fixed - n, axis=0)])
+        feed[data_name] = np.ascontiguousarray(x, dtype=np.float32)
+        out[at:at + n] = session.run(None, feed)[0][:n].argmax(1)
+        at += n

@@ -1,0 +1,306 @@
+"""Per-layer fault sensitivity: how much accuracy a trained model loses when one layer, and only that
+layer, sits on a faulty RRAM crossbar.
+
+The question behind it is placement: the kernel-size rule is a good default, but a given trained model
+may tolerate faults in some host layers (so they could move to RRAM and save host time) and suffer
+from faults in some k×k layers. Every weighted layer is measured, host layers included ("what if this
+layer moved to RRAM?"), on a *working copy* of the model re-placed with the toolkit's own passes
+(`assign_devices` with every layer pinned by an override, then `to_crossbar`, which converts plain
+layers to crossbar layers and back): the measured layer is the only crossbar layer, every other layer
+computes exactly its fault-free function. The caller's model is never changed.
+
+All layers are measured on the same chips: chip ``i`` is drawn from ``chip_seed(seed, i)`` and a
+layer's faults depend only on that seed and its module path, so a layer gets on chip ``i`` exactly the
+faults it gets when the whole placement is evaluated on chip ``i`` (see `rramfx.faults.layer_rng`).
+Rankings are therefore not blurred by different chips, and `rramfx.search_placement` reuses them.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import fnmatch
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx
+
+from rramfx.checks import unit_rate
+from rramfx.crossbar.faults import BaseFaultModel, FaultModel
+from rramfx.errors import RramfxError
+from rramfx.evaluation.chips import MonteCarloResult, _BatchCache, _split_batch, check_chip_args, evaluate, monte_carlo
+from rramfx.graph.mac_count import count_macs
+from rramfx.graph.modules import module_device
+from rramfx.graph.placement_report import _kernel, placement
+from rramfx.graph.record import require_meta
+from rramfx.passes.crossbar import to_crossbar_
+from rramfx.passes.devices import assign_devices_
+from rramfx.policy import Policy
+
+_CACHE_BYTES = 2 << 30  # test batches kept on the model's device across layers, as monte_carlo does
+
+
+class SensitivityError(RramfxError, ValueError):
+    """An argument of `sensitivity` or `search_placement` is invalid (the message names it)."""
+
+
+# ---- argument checks -----------------------------------------------------------------------------
+
+
+def _check_args(gm: Any, loader: Any, fault_model: Any, trials: Any, seed: Any, fault_rate: Any, what: str) -> float:
+    """Validate the arguments shared with `monte_carlo`; returns the p' to scale faulty weights with."""
+    check_chip_args(what, gm, fault_model, trials, seed, SensitivityError)
+    if isinstance(loader, (str, bytes, torch.Tensor)) or not isinstance(loader, Iterable):
+        raise SensitivityError(f"loader must be a re-iterable of (inputs, labels) batches, got {type(loader).__name__}")
+    if fault_rate is not None:
+        return unit_rate("fault_rate", fault_rate, SensitivityError)
+    if isinstance(fault_model, FaultModel):
+        return fault_model.sa1  # the sweep's choice: p' is the SA1 rate
+    raise SensitivityError(
+        f"fault_rate (p', the 1/(1-p') scale of faulty weights) must be given for a {type(fault_model).__name__}: "
+        "only a FaultModel has an SA1 rate to default it to"
+    )
+
+
+def _select_layers(layers: Iterable[str] | str | None, paths: Sequence[str]) -> list[str]:
+    """The measured layers in module order: all of ``paths``, or those matching ``layers`` (paths or
+    fnmatch globs, each of which must match at least one weighted layer)."""
+    if layers is None:
+        return list(paths)
+    try:
+        patterns = [layers] if isinstance(layers, str) else list(layers)
+    except TypeError:
+        raise SensitivityError(f"layers must be a list of module paths or globs, got {layers!r}") from None
+    if not patterns:
+        raise SensitivityError("layers must name at least one layer (None: every weighted layer)")
+    chosen: set[str] = set()
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise SensitivityError(f"layers must be module paths or globs, got {pattern!r}")
+        matched = [p for p in paths if fnmatch.fnmatchcase(p, pattern)]
+        if not matched:
+            close = difflib.get_close_matches(pattern, list(paths), n=5, cutoff=0.5)
+            hint = f" Close names: {', '.join(close)}." if close else ""
+            raise SensitivityError(f"layers: {pattern!r} matches no weighted layer of this model.{hint}")
+        chosen.update(matched)
+    return [p for p in paths if p in chosen]
+
+
+# ---- re-placing a working copy -------------------------------------------------------------------
+
+
+def _glob_escape(path: str) -> str:
+    """A module path as an fnmatch pattern that matches exactly that path."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+def pinned_policy(policy: Policy, placement: dict[str, str]) -> Policy:
+    """``policy`` with its overrides replaced by one override per layer pinning it to ``placement``'s
+    device, so that `rramfx.prepare` reproduces ``placement`` exactly whatever the rules say."""
+    d = policy.to_dict()
+    d["overrides"] = [(_glob_escape(path), device) for path, device in placement.items()]
+    return Policy.from_dict(d)
+
+
+def _model_policy(gm: fx.GraphModule) -> Policy:
+    return Policy.from_dict(require_meta(gm, "policy", "prepare it with rramfx.prepare(model, policy)"))
+
+
+def _place_(work: fx.GraphModule, base: Policy, rram: set[str] | frozenset[str]) -> None:
+    """Re-place ``work`` in place: the layers in ``rram`` become (fault-free) crossbar layers, every
+    other weighted layer a plain layer, using the placement and crossbar passes themselves."""
+    layout = {path: ("rram" if path in rram else "cpu") for path in placement(work)}
+    policy = pinned_policy(base, layout)
+    assign_devices_(work, policy)
+    to_crossbar_(work, policy)
+
+
+def _working_copy(gm: fx.GraphModule) -> tuple[fx.GraphModule, Policy]:
+    """A deep copy of ``gm`` in eval mode with nothing on RRAM, and the policy ``gm`` was prepared with."""
+    base = _model_policy(gm)
+    work = copy.deepcopy(gm).eval()
+    _place_(work, base, frozenset())
+    return work, base
+
+
+# ---- MACs ------------------------------------------------------------------------------------------
+
+
+def _layer_macs(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, int]:
+    """MACs per sample of every weighted layer in one forward pass of the batch ``x`` (a layer called
+    twice counts twice, a layer never called counts 0), in placement order."""
+    paths = list(placement(gm))
+    counts = count_macs(gm, paths, (x,))
+    return {path: counts[path][1] // int(x.shape[0]) for path in paths}
+
+
+def _first_inputs(batches: Iterable[Any]) -> torch.Tensor:
+    for batch in batches:
+        return _split_batch(batch)[0]
+    raise ValueError("the loader yielded no samples")
+
+
+def mac_share(macs: dict[str, int], layout: dict[str, str]) -> float:
+    """Fraction of all MACs (per sample) that ``layout`` puts on RRAM."""
+    total = sum(macs.values())
+    return sum(n for path, n in macs.items() if layout.get(path) == "rram") / total if total else 0.0
+
+
+# ---- the report ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    """One layer alone on faulty chips: its Monte-Carlo ``result`` and ``drop`` = fault-free accuracy
+    minus the mean over chips (fractions; negative when faults happen to help). ``device`` is where
+    the model's current placement puts it, ``macs`` its multiply-accumulates per sample."""
+
+    path: str
+    kernel: str
+    device: str
+    macs: int
+    drop: float
+    result: MonteCarloResult
+
+    @property
+    def accuracy(self) -> float:
+        return self.result.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "kernel": self.kernel, "device": self.device, "macs": self.macs,
+                "accuracy": self.accuracy, "std": self.result.std, "drop": self.drop,
+                "accuracies": list(self.result.accuracies)}
+
+
+def _render(header: Sequence[str], rows: list[Sequence[Any]], aligns: str, markdown: bool) -> list[str]:
+    """Rows as an aligned text table or a markdown table (``aligns``: one '<' or '>' per column)."""
+    cells = [list(map(str, header)), *[list(map(str, r)) for r in rows]]
+    widths = [max(3 if markdown else 1, *(len(r[i]) for r in cells)) for i in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        parts = [f"{v:{a}{w}}" for v, a, w in zip(row, aligns, widths, strict=True)]
+        return "| " + " | ".join(parts) + " |" if markdown else "  ".join(parts).rstrip()
+
+    rule = ["-" * (w - 1) + ":" if a == ">" else "-" * w for a, w in zip(aligns, widths, strict=True)]
+    return [fmt(cells[0]), fmt(rule if markdown else ["-" * w for w in widths]), *map(fmt, cells[1:])]
+
+
+@dataclass(frozen=True)
+class SensitivityReport:
+    """Fault sensitivity of every measured layer, ``layers`` ordered by drop (largest first, ties in
+    module order). Accuracies are fractions; ``fault_rate`` is the p' used for the faulty layer."""
+
+    clean_accuracy: float
+    layers: tuple[LayerSensitivity, ...]
+    fault_model: dict[str, Any]
+    fault_rate: float
+    trials: int
+    seed: int
+    samples: int
+    seconds: float
+    total_macs: int
+
+    def __getitem__(self, path: str) -> LayerSensitivity:
+        for row in self.layers:
+            if row.path == path:
+                return row
+        raise KeyError(path)
+
+    def ranking(self) -> list[str]:
+        """Module paths, most sensitive first."""
+        return [row.path for row in self.layers]
+
+    def describe(self) -> str:
+        """One line saying what was measured."""
+        fm = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.fault_model.items())
+        return (f"fault-free accuracy {100 * self.clean_accuracy:.2f}% on {self.samples} samples; each layer alone "
+                f"on faulty chips ({fm}), p'={self.fault_rate:g}, {self.trials} chips from seed {self.seed}")
+
+    def table(self, markdown: bool = False) -> str:
+        """The layers as a table: rank, layer, kernel, device, MACs (and share), accuracy, spread, drop."""
+        total = max(1, self.total_macs)
+        rows = [(i, r.path, r.kernel, r.device, f"{r.macs:,}", f"{100 * r.macs / total:.1f}%",
+                 f"{100 * r.accuracy:.2f}", f"{100 * r.result.std:.2f}", f"{100 * r.drop:+.2f}")
+                for i, r in enumerate(self.layers, 1)]
+        header = ("#", "layer", "kernel", "device", "MACs", "MAC share", "accuracy %", "± chips", "drop (pts)")
+        lines = _render(header, rows, ">" + "<<<" + ">" * 5, markdown)
+        return "\n".join([self.describe(), "", *lines] if not markdown else lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready), layers in report order."""
+        return {"clean_accuracy": self.clean_accuracy, "fault_model": dict(self.fault_model),
+                "fault_rate": self.fault_rate, "trials": self.trials, "seed": self.seed, "samples": self.samples,
+                "seconds": self.seconds, "total_macs": self.total_macs,
+                "layers": [row.to_dict() for row in self.layers]}
+
+
+# ---- measuring -----------------------------------------------------------------------------------
+
+
+def _progress(items: list[str], show: bool, desc: str) -> Iterable[str]:
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="layer", leave=False)
+
+
+def _measure(work: fx.GraphModule, base: Policy, paths: list[str], batches: Iterable[Any],
+             fault_model: BaseFaultModel, trials: int, seed: int, p_prime: float,
+             progress: bool) -> dict[str, MonteCarloResult]:
+    """Monte-Carlo result of each layer alone on RRAM (the same chips for every layer)."""
+    results = {}
+    for path in _progress(paths, progress, "layer sensitivity"):
+        _place_(work, base, {path})
+        results[path] = monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime)
+    _place_(work, base, frozenset())
+    return results
+
+
+def sensitivity(
+    gm: fx.GraphModule,
+    loader: Iterable[Any],
+    fault_model: BaseFaultModel,
+    trials: int = 100,
+    seed: int = 0,
+    layers: Iterable[str] | str | None = None,
+    fault_rate: float | None = None,
+    progress: bool = False,
+) -> SensitivityReport:
+    """Per-layer fault sensitivity of a prepared, trained model.
+
+    For every weighted layer (or those ``layers`` names, paths or fnmatch globs) the model is
+    evaluated on ``trials`` simulated chips of ``fault_model`` with only that layer on a faulty crossbar
+    and every other layer fault-free, host layers included (they are measured as if moved to RRAM).
+    The drop is measured against the fault-free accuracy; every layer sees the same chips (``seed``).
+    ``fault_rate`` is the p' whose 1/(1-p') scale the faulty layer gets, by default the fault model's
+    SA1 rate as in `rramfx.sweep`. The model is evaluated as given (its BatchNorm statistics are not
+    recalibrated). ``gm`` is not changed: the work happens on a copy, on ``gm``'s device.
+    """
+    p_prime = _check_args(gm, loader, fault_model, trials, seed, fault_rate, "sensitivity")
+    current = placement(gm)
+    paths = _select_layers(layers, list(current))
+    start = time.perf_counter()
+    work, base = _working_copy(gm)
+    batches = _BatchCache(loader, module_device(work), _CACHE_BYTES)
+    clean = evaluate(work, batches)
+    macs = _layer_macs(work, _first_inputs(batches))
+    results = _measure(work, base, paths, batches, fault_model, trials, seed, p_prime, progress)
+    order = {path: i for i, path in enumerate(current)}
+    rows = sorted(
+        (LayerSensitivity(path, _kernel(work.get_submodule(path)), current[path], macs[path],
+                          clean - results[path].mean, results[path]) for path in paths),
+        key=lambda r: (-r.drop, order[r.path]),
+    )
+    samples = next(iter(results.values())).samples if results else 0
+    return SensitivityReport(clean, tuple(rows), fault_model.to_dict(), p_prime, trials, seed, samples,
+                             time.perf_counter() - start, sum(macs.values()))
+
+
+__all__ = ["LayerSensitivity", "SensitivityError", "SensitivityReport", "mac_share", "pinned_policy", "sensitivity"]
