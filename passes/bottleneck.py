@@ -22,6 +22,8 @@ from rramfx.graph.modules import kernel_taps, module_device, set_submodule
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.topology import conv_nodes
 
+__all__ = ["LinearBottleneck", "replace_with_bottleneck", "replace_with_bottleneck_"]
+
 _PARTS = ("expand", "expand_bn", "expand_act", "dw", "dw_bn", "dw_act", "project", "project_bn")
 
 

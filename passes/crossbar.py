@@ -9,6 +9,8 @@ from rramfx.crossbar.layers import to_crossbar_layer, to_plain_layer
 from rramfx.graph.record import copy_graph_module, require_meta
 from rramfx.policy import Policy
 
+__all__ = ["to_crossbar", "to_crossbar_"]
+
 
 def to_crossbar_(gm: fx.GraphModule, policy: Policy) -> fx.GraphModule:
     """In-place form of `to_crossbar`, for pipelines that already own their copy."""

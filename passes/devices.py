@@ -12,6 +12,8 @@ from rramfx.graph.modules import kernel_taps, weighted_layers
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.policy import Policy
 
+__all__ = ["assign_devices", "assign_devices_", "placement_for", "rule_device"]
+
 
 def rule_device(layer: nn.Module, policy: Policy) -> str:
     """The kernel-size rule: convolutions with more than one kernel tap go to ``policy.conv_kxk``,

@@ -26,6 +26,8 @@ from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.shapes import shape_prop, tensor_meta
 from rramfx.graph.topology import shortcut_convs
 
+__all__ = ["KEYWORDS", "pad_1x1_to_3x3", "pad_1x1_to_3x3_"]
+
 KEYWORDS = ("all", "shortcut")
 _PLAIN = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

@@ -13,6 +13,8 @@ from torch import fx
 from rramfx.errors import PassError, RramfxError
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 
+__all__ = ["Pass", "Pipeline", "compose", "pass_name"]
+
 Pass = Callable[[fx.GraphModule], fx.GraphModule]
 
 

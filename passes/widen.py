@@ -26,6 +26,8 @@ from rramfx.graph.modules import effective_weight, set_scaled_std_weight, standa
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.shapes import as_args
 
+__all__ = ["PRESERVE_TOLERANCE", "widen_channels", "widen_channels_"]
+
 #: Largest relative output error (max |new - old| / max |old|) accepted by the self-check of the
 #: Net2WiderNet widening. Exact in real arithmetic; in float32 deep networks reach about 1e-4 (the
 #: original model itself is ~2e-5 off its float64 result), while a missed coupling gives O(1) errors.

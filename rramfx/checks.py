@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+__all__ = ["positive_int", "positive_number", "unit_rate"]
+
 
 def unit_rate(name: str, value: Any, error: type[Exception], *, allow_one: bool = False) -> float:
     """``value`` as a float in [0, 1) (or [0, 1] with ``allow_one``), else ``error`` naming ``name``."""

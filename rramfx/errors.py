@@ -6,6 +6,16 @@ fault together with what to do about it, so that nobody has to read a stack trac
 
 from __future__ import annotations
 
+__all__ = [
+    "CostError",
+    "FaultError",
+    "PassError",
+    "PlacementError",
+    "PolicyError",
+    "RramfxError",
+    "TraceError",
+]
+
 
 class RramfxError(Exception):
     """Base class of every error rramfx raises on purpose."""

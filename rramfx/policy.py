@@ -20,6 +20,8 @@ from typing import Any
 from rramfx.checks import unit_rate
 from rramfx.errors import PolicyError
 
+__all__ = ["DEVICES", "MAX_DIVISOR", "MAX_EXPAND_RATIO", "MAX_WIDEN", "Policy"]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only

@@ -13,7 +13,7 @@ import rramfx
 from rramfx.cli import main
 from rramfx.cost.estimate import CostReport, Hardware, estimate_cost
 from rramfx.cost.paper import MOBILENET_ROUNDED_TO_8, PAPER_TABLE2, TABLE2_CONFIGS, table2_markdown, table2_rows
-from rramfx.crossbar.geometry import geometry, tiles_for
+from rramfx.crossbar.tiling import geometry, tiles_for
 from rramfx.errors import CostError
 
 from .conftest import SmallNet, assert_unchanged, snapshot

@@ -17,7 +17,7 @@ from torch import nn
 
 import rramfx
 from rramfx import FaultModel, FaultSet, Policy
-from rramfx.crossbar.geometry import tiles_for
+from rramfx.crossbar.tiling import tiles_for
 from rramfx.onnx.export import export_onnx, onnx_fault_inputs
 from rramfx.onnx.meta import OnnxError, layer_info, model_meta, node_meta
 

@@ -40,6 +40,8 @@ from rramfx.channels.values import TV, Barrier, Hazard, ModuleUse
 from rramfx.errors import PassError
 from rramfx.graph.shapes import as_args, shape_prop, tensor_meta
 
+__all__ = ["ChannelAnalysis", "channel_analysis"]
+
 
 class ChannelAnalysis(_LayerRules, _IndexRules, _ReshapeRules, _FunctionalRules):
     """Run the coupling analysis on ``gm`` (its nodes get ShapeProp metadata from ``example_inputs``).

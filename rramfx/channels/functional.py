@@ -10,6 +10,8 @@ from rramfx.channels.optables import _REDUCTIONS
 from rramfx.channels.spaces import PIN_SHAPE, Layout
 from rramfx.channels.values import TV
 
+__all__ = []
+
 
 class _FunctionalRules:
     """Mixin of `ChannelAnalysis`: spatial ops, padding, reductions, softmax, functional norms."""

@@ -10,6 +10,8 @@ from torch import fx
 from rramfx.channels.spaces import PIN_BROADCAST, PIN_UNSUPPORTED, Layout
 from rramfx.channels.values import TV
 
+__all__ = []
+
 
 class _IndexRules:
     """Mixin of `ChannelAnalysis`: getitem, cat, stack, split, narrow, permute, expand."""

@@ -12,6 +12,8 @@ from rramfx.channels.spaces import PIN_SHAPE, Layout
 from rramfx.channels.values import TV, ModuleUse
 from rramfx.graph.modules import is_conv, is_weighted
 
+__all__ = []
+
 
 class _LayerRules:
     """Mixin of `ChannelAnalysis`: channel couplings of layer modules and get_attr parameters."""

@@ -12,6 +12,8 @@ from rramfx.channels.spaces import PIN_KEPT, PIN_UNSUPPORTED, Layout
 from rramfx.channels.values import Hazard
 from rramfx.errors import PassError
 
+__all__ = ["Kept", "WideningPlan"]
+
 
 @dataclass
 class Kept:

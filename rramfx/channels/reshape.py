@@ -11,6 +11,8 @@ from torch import fx
 from rramfx.channels.spaces import PIN_BROADCAST, PIN_UNSUPPORTED, Layout, _Mismatch
 from rramfx.channels.values import TV, Barrier
 
+__all__ = []
+
 
 class _ReshapeRules:
     """Mixin of `ChannelAnalysis`: reshapes that refine or merge channel spaces."""

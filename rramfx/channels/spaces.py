@@ -5,6 +5,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+__all__ = [
+    "PIN_BROADCAST",
+    "PIN_INPUT",
+    "PIN_KEPT",
+    "PIN_OUTPUT",
+    "PIN_SHAPE",
+    "PIN_UNSUPPORTED",
+    "Layout",
+    "Seg",
+    "Spaces",
+]
+
 Seg = tuple[int, int]  # (space id, inner)
 Layout = tuple[Seg, ...]
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from rramfx.channels.spaces import Layout
 
+__all__ = ["TV", "Barrier", "Hazard", "ModuleUse"]
+
 
 @dataclass
 class TV:

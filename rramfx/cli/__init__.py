@@ -9,6 +9,8 @@ import sys
 
 from rramfx.errors import RramfxError
 
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
 #: Modules of this package that define a subcommand, in the order ``--help`` lists them.
 SUBCOMMANDS = ["prepare", "cost", "export", "partition", "inspect", "train", "evaluate", "sweep", "report"]
 

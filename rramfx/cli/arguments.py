@@ -8,6 +8,8 @@ import torch
 
 from rramfx.data.datasets import DATASETS, DataError
 
+__all__ = ["add_data_args", "add_device_arg", "int_list", "rate_list", "resolve_device"]
+
 
 def rate_list(text: str) -> tuple[float, ...]:
     """``"0,0.1,0.2"`` → ``(0.0, 0.1, 0.2)``; argparse reports a bad list as a usage error."""

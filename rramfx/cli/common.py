@@ -9,6 +9,8 @@ from torch import nn
 from rramfx.models.spec import create_model
 from rramfx.policy import Policy
 
+__all__ = ["add_model_args", "add_policy_args", "model_from_args", "policy_from_args"]
+
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,

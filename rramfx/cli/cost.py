@@ -13,6 +13,8 @@ from rramfx.errors import RramfxError
 from rramfx.models.spec import create_model
 from rramfx.policy import Policy
 
+__all__ = ["register", "run"]
+
 
 class _ArgError(RramfxError):
     """A bad ``rramfx cost`` argument."""

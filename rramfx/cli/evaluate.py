@@ -13,6 +13,8 @@ from rramfx.evaluation.chips import monte_carlo
 from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.training.loop import load_prepared
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(

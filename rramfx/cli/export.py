@@ -8,6 +8,8 @@ import warnings
 from rramfx.cli.common import add_model_args, add_policy_args, model_from_args, policy_from_args
 from rramfx.errors import RramfxError
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(

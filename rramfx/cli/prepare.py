@@ -10,6 +10,8 @@ from rramfx.cli.common import add_model_args, add_policy_args, model_from_args, 
 from rramfx.graph.placement_report import placement, summary
 from rramfx.preparation import prepare
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="prepare a model and print its placement summary",

@@ -6,6 +6,8 @@ import argparse
 
 from rramfx.experiment.report import write_report
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(

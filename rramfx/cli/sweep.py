@@ -11,6 +11,8 @@ from rramfx.experiment.grid import SweepConfig, sweep
 from rramfx.policy import Policy
 from rramfx.training.loop import SCHEDULES
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(

@@ -17,6 +17,8 @@ from rramfx.policy import Policy
 from rramfx.preparation import prepare
 from rramfx.training.loop import SCHEDULES, save_prepared, train
 
+__all__ = ["model_kwargs", "register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(

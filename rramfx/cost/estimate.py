@@ -28,12 +28,25 @@ import torch
 from torch import fx, nn
 
 from rramfx.checks import positive_int, positive_number
-from rramfx.crossbar.geometry import geometry
+from rramfx.crossbar.tiling import geometry
 from rramfx.errors import CostError, RramfxError
 from rramfx.graph.mac_count import count_macs
-from rramfx.graph.placement_report import _kernel, placement
+from rramfx.graph.modules import kernel_label
+from rramfx.graph.placement_report import placement
 from rramfx.graph.shapes import as_args
 from rramfx.policy import DEVICES
+
+__all__ = [
+    "ISAAC_CHIP_AREA_MM2",
+    "ISAAC_GOPS_PER_MM2",
+    "ISAAC_GOPS_PER_W",
+    "PAPER_CHIPS",
+    "CostReport",
+    "CostTotals",
+    "Hardware",
+    "LayerCost",
+    "estimate_cost",
+]
 
 #: ISAAC's computational efficiency (GOPs/s/mm²), power efficiency (GOPs/W) and chip area (mm²),
 #: and the number of chips of the configuration the VTS 2024 paper costs its networks on.
@@ -287,5 +300,5 @@ def _layer_cost(path: str, layer: nn.Module, device: str, calls: int, n_macs: in
     else:
         tiles = 0
         latency, energy = ops / hw.host_ops_per_s, ops / hw.host_ops_per_j
-    return LayerCost(path, device, _kernel(layer), calls, n_macs, geo.rows, geo.cols, geo.groups, tiles,
+    return LayerCost(path, device, kernel_label(layer), calls, n_macs, geo.rows, geo.cols, geo.groups, tiles,
                      latency, energy)

@@ -26,6 +26,16 @@ import torch
 from rramfx.cost.estimate import CostReport, Hardware, estimate_cost
 from rramfx.policy import Policy
 
+__all__ = [
+    "MOBILENET_ROUNDED_TO_8",
+    "PAPER_TABLE2",
+    "TABLE2_CONFIGS",
+    "Table2Config",
+    "Table2Row",
+    "table2_markdown",
+    "table2_rows",
+]
+
 #: Table II as printed: (model, width) -> (latency, energy). The printed units ("latency (s), energy
 #: (kW)") cannot both be right; only the ratios to width 1 are compared.
 PAPER_TABLE2: dict[tuple[str, float], tuple[float, float]] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+__all__ = ["render_table", "si"]
+
 if TYPE_CHECKING:
     from rramfx.cost.estimate import CostReport
 

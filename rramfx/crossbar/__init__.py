@@ -20,8 +20,8 @@ from rramfx.crossbar.faults import (
     layer_rng,
     register_fault_model,
 )
-from rramfx.crossbar.geometry import geometry, macs, tiles_for, weight_fan
 from rramfx.crossbar.layers import CrossbarLayer, to_crossbar_layer, to_plain_layer
+from rramfx.crossbar.tiling import geometry, macs, tiles_for, weight_fan
 
 __all__ = [
     "SA0",

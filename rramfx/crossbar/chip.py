@@ -14,6 +14,15 @@ from rramfx.crossbar.faults import BaseFaultModel, FaultSet, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import FaultError, PlacementError
 
+__all__ = [
+    "apply_faults",
+    "clear_faults",
+    "crossbar_layers",
+    "inject_faults",
+    "set_drop_rate",
+    "set_fault_rate",
+]
+
 
 def crossbar_layers(gm: fx.GraphModule) -> dict[str, CrossbarLayer]:
     """Module path → crossbar layer, for every RRAM layer of a prepared model."""

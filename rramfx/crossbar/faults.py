@@ -23,6 +23,21 @@ import torch
 from rramfx.checks import unit_rate
 from rramfx.errors import FaultError
 
+__all__ = [
+    "CODE_NAMES",
+    "HEALTHY",
+    "SA0",
+    "SA1",
+    "BaseFaultModel",
+    "FaultModel",
+    "FaultSet",
+    "chip_seed",
+    "draw_fault_set",
+    "fault_model_from_dict",
+    "layer_rng",
+    "register_fault_model",
+]
+
 HEALTHY, SA1, SA0 = 0, 1, 2
 CODE_NAMES = {HEALTHY: "healthy", SA1: "SA1", SA0: "SA0"}
 

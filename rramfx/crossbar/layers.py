@@ -22,6 +22,8 @@ from torch import nn
 
 from rramfx.crossbar.faults import BaseFaultModel
 
+__all__ = ["CrossbarLayer", "crossbar_class", "dropconnect", "to_crossbar_layer", "to_plain_layer"]
+
 _CLASSES: dict[type[nn.Module], type[nn.Module]] = {}
 # Layers whose forward is torch's own: the faulty weight is passed straight to the kernel.
 _DEFAULT_FORWARDS = {nn.Linear.forward, nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward}

@@ -122,7 +122,7 @@ def _percentile(values: list[float], q: float) -> float:
 # ---- plain evaluation ----------------------------------------------------------------------------
 
 
-def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
     raise TypeError(f"a loader must yield (inputs, labels) pairs, got {type(batch).__name__}")
@@ -132,7 +132,7 @@ def _count_correct(model: nn.Module, batches: Iterable[Any], device: torch.devic
     correct = torch.zeros((), dtype=torch.long, device=device)
     total = 0
     for batch in batches:
-        x, y = _split_batch(batch)
+        x, y = split_batch(batch)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         correct += (model(x).argmax(1) == y).sum()
         total += int(y.shape[0])
@@ -160,7 +160,7 @@ def evaluate(model: nn.Module, loader: Iterable[Any]) -> float:
 # ---- Monte-Carlo ---------------------------------------------------------------------------------
 
 
-class _BatchCache:
+class BatchCache:
     """The loader's batches on the device, kept after the first pass while they fit in ``limit`` bytes."""
 
     def __init__(self, loader: Iterable[Any], device: torch.device, limit: int):
@@ -174,7 +174,7 @@ class _BatchCache:
         kept: list[tuple[torch.Tensor, torch.Tensor]] | None = []
         size = 0
         for batch in self.loader:
-            x, y = _split_batch(batch)
+            x, y = split_batch(batch)
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if kept is not None:
                 size += x.numel() * x.element_size() + y.numel() * y.element_size()
@@ -278,7 +278,7 @@ def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any
 def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Iterable[Any],
                fault_model: BaseFaultModel, trials: int, seed: int, device: torch.device, cache_bytes: int,
                progress: bool) -> tuple[list[float], int]:
-    batches = _BatchCache(loader, device, cache_bytes)
+    batches = BatchCache(loader, device, cache_bytes)
     accuracies: list[float] = []
     total = 0
     bar = None

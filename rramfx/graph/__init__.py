@@ -31,6 +31,7 @@ __all__ = [
     "is_conv",
     "is_residual_add",
     "is_weighted",
+    "kernel_label",
     "kernel_taps",
     "module_device",
     "placement",

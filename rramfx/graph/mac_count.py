@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from rramfx.crossbar.geometry import geometry, macs
+from rramfx.crossbar.tiling import geometry, macs
+
+__all__ = ["count_macs"]
 
 
 def count_macs(model: nn.Module, paths: Iterable[str], args: tuple) -> dict[str, tuple[int, int]]:

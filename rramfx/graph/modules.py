@@ -6,6 +6,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = [
+    "WEIGHTED_TYPES",
+    "effective_weight",
+    "is_conv",
+    "is_weighted",
+    "kernel_label",
+    "kernel_taps",
+    "module_device",
+    "set_scaled_std_weight",
+    "set_submodule",
+    "standardisation",
+    "weighted_layers",
+]
+
 #: The layer types whose weights can be programmed into a crossbar (subclasses included:
 #: timm's ``Conv2dSame``/``StdConv2d``, torchvision's wrappers, a user's own).
 WEIGHTED_TYPES: tuple[type[nn.Module], ...] = (nn.modules.conv._ConvNd, nn.Linear)
@@ -87,3 +101,14 @@ def set_scaled_std_weight(module: nn.Module, target: torch.Tensor) -> None:
     gain = torch.sqrt(var + module.eps) / module.scale
     module.weight = nn.Parameter(target.detach().clone(), requires_grad=module.weight.requires_grad)
     module.gain = nn.Parameter(gain.view(-1, 1, 1, 1).to(module.gain.dtype), requires_grad=module.gain.requires_grad)
+
+
+def kernel_label(layer: nn.Module) -> str:
+    """A layer's kernel as people write it: ``"3x3"``, ``"1x1 dw"`` (depthwise), ``"3x3 g4"`` (grouped),
+    ``"linear"``."""
+    if isinstance(layer, nn.Linear):
+        return "linear"
+    text = "x".join(str(k) for k in layer.kernel_size)
+    if layer.groups > 1:
+        text += " dw" if layer.groups == layer.in_channels == layer.out_channels else f" g{layer.groups}"
+    return text

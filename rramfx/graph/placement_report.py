@@ -5,8 +5,10 @@ from __future__ import annotations
 from torch import fx, nn
 
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.graph.modules import kernel_taps
+from rramfx.graph.modules import kernel_label, kernel_taps
 from rramfx.graph.record import require_meta
+
+__all__ = ["layer_taps", "placement", "summary"]
 
 _NOT_PLACED = "prepare it with rramfx.prepare(model, policy) or run rramfx.passes.assign_devices"
 
@@ -15,14 +17,6 @@ def placement(gm: fx.GraphModule) -> dict[str, str]:
     """Module path of every weighted layer → ``"rram"`` or ``"cpu"``, in module order."""
     return dict(require_meta(gm, "placement", _NOT_PLACED))
 
-
-def _kernel(layer: nn.Module) -> str:
-    if isinstance(layer, nn.Linear):
-        return "linear"
-    text = "x".join(str(k) for k in layer.kernel_size)
-    if layer.groups > 1:
-        text += " dw" if layer.groups == layer.in_channels == layer.out_channels else f" g{layer.groups}"
-    return text
 
 
 def _type_name(layer: nn.Module) -> str:
@@ -36,7 +30,7 @@ def summary(gm: fx.GraphModule) -> str:
     for path, device in placement(gm).items():
         layer = gm.get_submodule(path)
         params = sum(p.numel() for p in layer.parameters(recurse=False))
-        rows.append((path, _type_name(layer), _kernel(layer), f"{params:,}", device))
+        rows.append((path, _type_name(layer), kernel_label(layer), f"{params:,}", device))
         totals[device][0] += 1
         totals[device][1] += params
     header = ("layer", "type", "kernel", "params", "device")

@@ -10,6 +10,8 @@ from torch import fx, nn
 
 from rramfx.errors import PlacementError
 
+__all__ = ["copy_graph_module", "require_meta", "rramfx_meta"]
+
 # The toolkit's record lives in an attribute of the GraphModule (so pickling keeps it) that is also
 # listed among torch.fx's user-preserved attributes (so deepcopy keeps it).
 _RECORD_ATTR = "rramfx_record"

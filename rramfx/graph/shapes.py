@@ -9,6 +9,8 @@ from torch import fx
 
 from rramfx.errors import PassError
 
+__all__ = ["as_args", "shape_prop", "tensor_meta"]
+
 
 def as_args(example_inputs: Any) -> tuple:
     """``example_inputs`` as the positional-argument tuple of a forward call."""

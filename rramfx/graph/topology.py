@@ -11,6 +11,8 @@ from torch import fx
 from rramfx.graph.modules import is_conv, is_weighted, kernel_taps
 from rramfx.graph.shapes import tensor_meta
 
+__all__ = ["conv_nodes", "is_residual_add", "shortcut_convs"]
+
 
 def conv_nodes(gm: fx.GraphModule) -> list[fx.Node]:
     """call_module nodes of convolutions in execution (graph) order; a module called twice counts once."""

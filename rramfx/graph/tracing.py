@@ -25,6 +25,8 @@ from rramfx.errors import TraceError
 from rramfx.graph.modules import is_weighted
 from rramfx.graph.record import rramfx_meta
 
+__all__ = ["check_traced_equal", "trace"]
+
 _MAX_RETRIES = 64
 _TORCH_DIR = os.path.dirname(torch.__file__)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["make_divisible", "scaled"]
+
 
 def scaled(channels: int, width: float) -> int:
     """``channels`` × ``width``, rounded to the nearest integer and at least 1."""

@@ -13,6 +13,8 @@ from torch import nn
 from rramfx.models._common import scaled
 from rramfx.models.mobilenet_v2 import InvertedResidual, conv_bn
 
+__all__ = ["MiniMobileNet", "mini_mobilenet"]
+
 
 class MiniMobileNet(nn.Module):
     """Stem, ``bottlenecks`` inverted residual blocks with ``expansion``, pooling, linear classifier."""

@@ -21,6 +21,8 @@ from torch import nn
 from rramfx.models._common import make_divisible
 from rramfx.models.spec import ModelSpecError
 
+__all__ = ["CIFAR_STAGES", "InvertedResidual", "MobileNetV2", "conv_bn", "mobilenetv2"]
+
 #: (expansion t, output channels c, blocks n, first stride s) of each stage, for 32x32 inputs.
 CIFAR_STAGES: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1),

@@ -10,6 +10,8 @@ from torch import nn
 
 from rramfx.models._common import scaled
 
+__all__ = ["BasicBlock", "CifarResNet", "resnet20", "resnet32", "resnet56"]
+
 
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus the shortcut, then ReLU."""

@@ -16,6 +16,8 @@ from torch import nn
 
 from rramfx.errors import RramfxError
 
+__all__ = ["ModelSpecError", "create_model"]
+
 
 class ModelSpecError(RramfxError, ValueError):
     """A model specification names no model that can be created."""

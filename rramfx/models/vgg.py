@@ -9,6 +9,8 @@ from torch import nn
 
 from rramfx.models._common import scaled
 
+__all__ = ["CONFIGS", "VGG", "vgg11", "vgg13", "vgg16"]
+
 CONFIGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],

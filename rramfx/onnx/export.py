@@ -46,6 +46,8 @@ from rramfx.graph.record import require_meta, rramfx_meta
 from rramfx.onnx import meta as M
 from rramfx.onnx.meta import OnnxError
 
+__all__ = ["export_onnx", "onnx_fault_inputs"]
+
 if TYPE_CHECKING:
     import onnx_ir as ir
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from rramfx.onnx import meta as M
-from rramfx.onnx.partition import Plan, make_plan
+from rramfx.onnx.partition import format_plan, make_plan
+
+__all__ = ["inspect_onnx"]
 
 
 def inspect_onnx(path: str | Path) -> dict[str, Any]:
@@ -50,29 +52,3 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
     ]
     return {"data": data, "text": "\n".join(head) + "\n" + format_plan(plan)}
 
-
-def format_plan(plan: Plan) -> str:
-    """Text summary of a plan: segments per device, boundary traffic, RRAM share of MACs."""
-    counts = {d: sum(s.device == d for s in plan.segments) for d in ("rram", "cpu")}
-    total = sum(plan.macs_per_sample.values())
-    share = plan.macs_per_sample.get("rram", 0) / total if total else 0.0
-    traffic = plan.boundary_bytes_per_sample
-    lines = [
-        f"segments: {len(plan.segments)} ({counts['rram']} rram, {counts['cpu']} cpu)",
-        f"MACs per sample: {total:,} ({100 * share:.1f}% on rram)",
-        f"boundary traffic per sample: {'unknown' if traffic is None else f'{traffic:,} bytes'} "
-        f"in {len(plan.transfers)} transfers",
-        "",
-        f"{'#':>3}  {'device':6}  {'nodes':>5}  {'MACs/sample':>14}  {'bytes in/sample':>15}  inputs",
-    ]
-    moved_in = {t.before_segment: t for t in plan.transfers}
-    for s in plan.segments:
-        t = moved_in.get(s.index)
-        b = "-" if t is None else "?" if t.bytes_per_sample is None else f"{t.bytes_per_sample:,}"
-        names = ", ".join(x.name for x in s.inputs if x.role == "data")
-        lines.append(f"{s.index:>3}  {s.device:6}  {s.nodes:>5}  {s.macs_per_sample:>14,}  {b:>15}  "
-                     f"{names[:60] + ('...' if len(names) > 60 else '')}")
-    if None in moved_in:
-        t = moved_in[None]
-        lines.append(f"  outputs back to the host: {', '.join(t.tensors)} ({t.bytes_per_sample} bytes/sample)")
-    return "\n".join(lines)

@@ -29,8 +29,39 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from rramfx.crossbar.geometry import geometry, macs, weight_fan
+from rramfx.crossbar.tiling import geometry, macs, weight_fan
 from rramfx.errors import RramfxError
+
+__all__ = [
+    "BATCH",
+    "CODES_SUFFIX",
+    "CROSSBAR",
+    "DEVICE",
+    "DROP_RATE",
+    "FAULTS",
+    "FAULT_MODE",
+    "FAULT_RATE",
+    "INHERIT_OPS",
+    "MAIN_OPS",
+    "MODULE",
+    "OP",
+    "PLACEMENT",
+    "POLICY",
+    "PREFIX",
+    "ROLE",
+    "SCALE",
+    "TILE",
+    "VERSION",
+    "OnnxError",
+    "assign_node_devices",
+    "layer_info",
+    "load_annotated",
+    "macs_per_sample",
+    "model_meta",
+    "node_meta",
+    "per_sample",
+    "scope_module",
+]
 
 if TYPE_CHECKING:
     import onnx

@@ -15,6 +15,8 @@ from onnxscript.optimizer import _constant_folding
 from rramfx.onnx import meta as M
 from rramfx.onnx.meta import OnnxError
 
+__all__ = ["optimize_annotated"]
+
 
 def _rewrite_rules() -> list:
     """onnxscript's default rewrite rules without the BatchNorm-into-Conv/Gemm fusion: a fused BatchNorm

@@ -27,6 +27,8 @@ from rramfx.onnx import meta as M
 from rramfx.onnx.export import onnx_fault_inputs
 from rramfx.onnx.meta import OnnxError
 
+__all__ = ["OrtMonteCarloResult", "ort_monte_carlo"]
+
 if TYPE_CHECKING:
     import onnx
 

@@ -26,7 +26,7 @@ from typing import Any
 from torch import fx
 
 from rramfx.crossbar.faults import BaseFaultModel
-from rramfx.evaluation.chips import MonteCarloResult, _BatchCache, monte_carlo
+from rramfx.evaluation.chips import BatchCache, MonteCarloResult, monte_carlo
 from rramfx.graph.modules import module_device
 from rramfx.graph.placement_report import placement
 from rramfx.passes.devices import rule_device
@@ -223,7 +223,7 @@ def search_placement(
     report = _check_report(report, fault_model, trials, seed, p_prime, list(initial))
     start = time.perf_counter()
     work, base = _working_copy(gm)
-    batches = _BatchCache(loader, module_device(work), _CACHE_BYTES)
+    batches = BatchCache(loader, module_device(work), _CACHE_BYTES)
 
     def run() -> MonteCarloResult:
         return monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime, progress=progress)

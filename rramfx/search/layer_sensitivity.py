@@ -31,10 +31,10 @@ from torch import fx
 from rramfx.checks import unit_rate
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel
 from rramfx.errors import RramfxError
-from rramfx.evaluation.chips import MonteCarloResult, _BatchCache, _split_batch, check_chip_args, evaluate, monte_carlo
+from rramfx.evaluation.chips import BatchCache, MonteCarloResult, check_chip_args, evaluate, monte_carlo, split_batch
 from rramfx.graph.mac_count import count_macs
-from rramfx.graph.modules import module_device
-from rramfx.graph.placement_report import _kernel, placement
+from rramfx.graph.modules import kernel_label, module_device
+from rramfx.graph.placement_report import placement
 from rramfx.graph.record import require_meta
 from rramfx.passes.crossbar import to_crossbar_
 from rramfx.passes.devices import assign_devices_
@@ -139,7 +139,7 @@ def _layer_macs(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, int]:
 
 def _first_inputs(batches: Iterable[Any]) -> torch.Tensor:
     for batch in batches:
-        return _split_batch(batch)[0]
+        return split_batch(batch)[0]
     raise ValueError("the loader yielded no samples")
 
 
@@ -288,13 +288,13 @@ def sensitivity(
     paths = _select_layers(layers, list(current))
     start = time.perf_counter()
     work, base = _working_copy(gm)
-    batches = _BatchCache(loader, module_device(work), _CACHE_BYTES)
+    batches = BatchCache(loader, module_device(work), _CACHE_BYTES)
     clean = evaluate(work, batches)
     macs = _layer_macs(work, _first_inputs(batches))
     results = _measure(work, base, paths, batches, fault_model, trials, seed, p_prime, progress)
     order = {path: i for i, path in enumerate(current)}
     rows = sorted(
-        (LayerSensitivity(path, _kernel(work.get_submodule(path)), current[path], macs[path],
+        (LayerSensitivity(path, kernel_label(work.get_submodule(path)), current[path], macs[path],
                           clean - results[path].mean, results[path]) for path in paths),
         key=lambda r: (-r.drop, order[r.path]),
     )

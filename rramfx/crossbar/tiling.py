@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+__all__ = ["KINDS", "Geometry", "geometry", "layer_kind", "macs", "tiles_for", "weight_fan"]
+
 #: The kinds of weighted layer a crossbar can hold.
 KINDS = ("conv", "conv_transpose", "linear")
 
