@@ -18,10 +18,10 @@ import warnings
 
 import timm
 import torch
-from rramfx.passes import assign_devices, compose, pad_1x1_to_3x3, replace_with_bottleneck, widen_channels
 
 import rramfx
 from rramfx.graph.record import rramfx_meta
+from rramfx.passes import assign_devices, compose, pad_1x1_to_3x3, replace_with_bottleneck, widen_channels
 
 
 def rram_share(gm: torch.fx.GraphModule) -> str:

@@ -7,12 +7,12 @@ import operator
 import pytest
 import torch
 import torch.nn.functional as F
-from rramfx.passes import LinearBottleneck, replace_with_bottleneck
 from torch import nn
 
 import rramfx
 from rramfx.errors import PassError
 from rramfx.graph.record import rramfx_meta
+from rramfx.passes import LinearBottleneck, replace_with_bottleneck
 
 from .conftest import assert_unchanged, snapshot
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
-from rramfx.passes import compose, pad_1x1_to_3x3, replace_with_bottleneck, widen_channels
 from torch import fx, nn
 
 import rramfx
 from rramfx import Policy, PolicyError
 from rramfx.errors import PassError
 from rramfx.graph.record import rramfx_meta
+from rramfx.passes import compose, pad_1x1_to_3x3, replace_with_bottleneck, widen_channels
 
 from .conftest import SmallNet, assert_unchanged, snapshot
 

@@ -7,12 +7,12 @@ import warnings
 import pytest
 import timm
 import torch
-from rramfx.passes import assign_devices, pad_1x1_to_3x3
 from torch import nn
 
 import rramfx
 from rramfx.errors import PassError
 from rramfx.graph.record import rramfx_meta
+from rramfx.passes import assign_devices, pad_1x1_to_3x3
 
 from .conftest import assert_unchanged, input_for, public_model_params, snapshot
 from .structural import rel_err

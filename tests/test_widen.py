@@ -7,12 +7,12 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from rramfx.passes import widen_channels
 from torch import nn
 
 import rramfx
 from rramfx.errors import PassError
 from rramfx.graph.record import rramfx_meta
+from rramfx.passes import widen_channels
 
 from .conftest import assert_unchanged, input_for, public_model_params, snapshot
 from .structural import rel_err
