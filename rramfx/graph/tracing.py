@@ -20,10 +20,12 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils._pytree import tree_leaves
 
 from rramfx.errors import TraceError
 from rramfx.graph.modules import is_weighted
 from rramfx.graph.record import rramfx_meta
+from rramfx.graph.shapes import as_args
 
 __all__ = ["check_traced_equal", "trace"]
 
@@ -121,17 +123,26 @@ def trace(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"rramfx.trace expects an nn.Module, got {type(model).__name__}")
-    timm_leaves, autowrap = _timm_notrace()
-    leaf_types = set(leaf_modules)
-    auto_leaf_types: dict[type, tuple[str, str]] = {}
     root = copy.deepcopy(model)
     root.eval()
+    graph, auto_leaf_types = _trace_with_auto_leaves(root, set(leaf_modules))
+    gm = fx.GraphModule(root, graph, class_name=type(model).__name__)
+    gm.train(model.training)
+    _record_leaves(gm, root, auto_leaf_types)
+    if example_inputs is not None:
+        check_traced_equal(model, gm, example_inputs)
+    return gm
 
+
+def _trace_with_auto_leaves(root: nn.Module, leaf_types: set[type]) -> tuple[fx.Graph, dict[type, tuple[str, str]]]:
+    """Trace ``root``; each time a module's forward cannot be traced, make its class a leaf and retry.
+    Returns the graph and, per auto-leaf class, the first path it failed at and its source line."""
+    timm_leaves, autowrap = _timm_notrace()
+    auto_leaf_types: dict[type, tuple[str, str]] = {}
     for _ in range(_MAX_RETRIES):
         tracer = _RramfxTracer(leaf_types | set(auto_leaf_types), timm_leaves, autowrap)
         try:
-            graph = tracer.trace(root)
-            break
+            return tracer.trace(root), auto_leaf_types
         except Exception as e:
             failure = tracer.failure
             if failure is None or type(failure.module) in auto_leaf_types:
@@ -139,11 +150,12 @@ def trace(
                 cls = type(failure.module if failure else root)
                 raise TraceError(_explain(path, cls, failure.error if failure else e)) from e
             auto_leaf_types[type(failure.module)] = (failure.path, _source_line(failure.error))
-    else:  # pragma: no cover - needs a model with more than _MAX_RETRIES untraceable classes
-        raise TraceError(f"gave up after making {_MAX_RETRIES} module classes leaves")
+    raise TraceError(f"gave up after making {_MAX_RETRIES} module classes leaves")  # pragma: no cover
 
-    gm = fx.GraphModule(root, graph, class_name=type(model).__name__)
-    gm.train(model.training)
+
+def _record_leaves(gm: fx.GraphModule, root: nn.Module, auto_leaf_types: dict[type, tuple[str, str]]) -> None:
+    """Keep what became a leaf and why in the record, and warn about leaves that hide weighted layers."""
+    graph = gm.graph
     leaves = sorted(
         {n.target for n in graph.nodes if n.op == "call_module"
          and type(root.get_submodule(n.target)) in auto_leaf_types}
@@ -163,11 +175,8 @@ def trace(
             f"nodes of their own ({listing}). They are placed and converted like the others, and "
             "DropConnect and faults reach them only where the leaf calls them as modules, not where "
             "it reads their .weight directly. Make the leaf's forward traceable to see them in the graph.",
-            stacklevel=2,
+            stacklevel=3,
         )
-    if example_inputs is not None:
-        check_traced_equal(model, gm, example_inputs)
-    return gm
 
 
 def _explain(path: str, cls: type, error: BaseException) -> str:
@@ -183,7 +192,7 @@ def _explain(path: str, cls: type, error: BaseException) -> str:
 
 def check_traced_equal(model: nn.Module, gm: fx.GraphModule, example_inputs: Any) -> None:
     """Raise TraceError if the traced graph's eval output differs from the eager model's."""
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    args = as_args(example_inputs)
     was_training = gm.training
     eager = copy.deepcopy(model).eval()
     gm.eval()
@@ -206,10 +215,4 @@ def check_traced_equal(model: nn.Module, gm: fx.GraphModule, example_inputs: Any
 
 
 def _flatten(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return [t for v in out.values() for t in _flatten(v)]
-    if isinstance(out, (list, tuple)):
-        return [t for v in out for t in _flatten(v)]
-    return []
+    return [leaf for leaf in tree_leaves(out) if isinstance(leaf, torch.Tensor)]
