@@ -32,7 +32,7 @@ import timm
 import torch
 
 import rramfx
-from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx import export_onnx, onnx_fault_inputs
 
 
 def _time(fn) -> float:

@@ -20,7 +20,7 @@ import timm
 import torch
 
 import rramfx
-from rramfx.graph.record import rramfx_meta
+from rramfx.graph import rramfx_meta
 from rramfx.passes import assign_devices, compose, pad_1x1_to_3x3, replace_with_bottleneck, widen_channels
 
 

@@ -20,7 +20,7 @@ import timm
 import torch
 
 import rramfx
-from rramfx.crossbar.faults import chip_seed
+from rramfx.crossbar import chip_seed
 
 
 def main() -> None:
