@@ -1,14 +1,21 @@
-"""Argument checks shared by the public API, so every rate is validated the same way."""
+"""Argument checks shared by the public API, so every rate and count is validated the same way.
+
+A bad value raises `ArgumentError` naming the argument. Settings objects checking their own fields
+pass their own subclass of it (``Policy`` fields raise `PolicyError`, ``Hardware`` fields `CostError`),
+so a bad rate is an `ArgumentError` wherever it is checked.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from rramfx.errors import ArgumentError
+
 __all__ = ["positive_int", "positive_number", "unit_rate"]
 
 
-def unit_rate(name: str, value: Any, error: type[Exception], *, allow_one: bool = False) -> float:
+def unit_rate(name: str, value: Any, error: type[ArgumentError] = ArgumentError, *, allow_one: bool = False) -> float:
     """``value`` as a float in [0, 1) (or [0, 1] with ``allow_one``), else ``error`` naming ``name``."""
     bounds = "[0, 1]" if allow_one else "[0, 1)"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -18,14 +25,14 @@ def unit_rate(name: str, value: Any, error: type[Exception], *, allow_one: bool 
     return float(value)
 
 
-def positive_number(name: str, value: Any, error: type[Exception]) -> float:
+def positive_number(name: str, value: Any, error: type[ArgumentError] = ArgumentError) -> float:
     """``value`` as a finite float > 0, else ``error`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise error(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
-def positive_int(name: str, value: Any, error: type[Exception]) -> int:
+def positive_int(name: str, value: Any, error: type[ArgumentError] = ArgumentError) -> int:
     """``value`` as an int >= 1, else ``error`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise error(f"{name} must be an int >= 1, got {value!r}")

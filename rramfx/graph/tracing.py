@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from rramfx.errors import TraceError
+from rramfx.errors import ArgumentTypeError, TraceError
 from rramfx.graph.modules import is_weighted
 from rramfx.graph.record import rramfx_meta
 
@@ -120,7 +120,7 @@ def trace(
     ``.train()``/``.eval()``). What became a leaf and why is kept in ``gm.meta["rramfx"]``.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"rramfx.trace expects an nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"rramfx.trace: model must be an nn.Module, got {type(model).__name__}")
     timm_leaves, autowrap = _timm_notrace()
     leaf_types = set(leaf_modules)
     auto_leaf_types: dict[type, tuple[str, str]] = {}
