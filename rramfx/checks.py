@@ -12,7 +12,7 @@ from typing import Any
 
 from rramfx.errors import ArgumentError
 
-__all__ = ["positive_int", "positive_number", "unit_rate"]
+__all__ = ["positive_int", "positive_number", "seed_int", "trials_and_seed", "unit_rate"]
 
 
 def unit_rate(name: str, value: Any, error: type[ArgumentError] = ArgumentError, *, allow_one: bool = False) -> float:
@@ -37,3 +37,18 @@ def positive_int(name: str, value: Any, error: type[ArgumentError] = ArgumentErr
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise error(f"{name} must be an int >= 1, got {value!r}")
     return value
+
+
+def seed_int(seed: Any) -> int:
+    """``seed`` as an int >= 0 (a chip's or a run's seed), else `ArgumentError` naming ``seed``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ArgumentError(f"seed must be a non-negative int, got {seed!r}")
+    return seed
+
+
+def trials_and_seed(trials: Any, seed: Any) -> tuple[int, int]:
+    """The number of chips (an int >= 1) and the seed of a Monte-Carlo run, checked the same way by the
+    PyTorch and the onnxruntime evaluations; else `ArgumentError` naming the bad one."""
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ArgumentError(f"trials must be a positive int, got {trials!r}")
+    return trials, seed_int(seed)

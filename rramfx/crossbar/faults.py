@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rramfx.checks import unit_rate
-from rramfx.errors import ArgumentError, FaultError, FaultSetFileError
+from rramfx.checks import seed_int, unit_rate
+from rramfx.errors import FaultError, FaultSetFileError
 
 __all__ = [
     "CODE_NAMES",
@@ -178,8 +178,7 @@ class FaultSet(Mapping[str, torch.Tensor]):
 
 def draw_fault_set(layers: Mapping[str, torch.nn.Module], fault_model: BaseFaultModel, seed: int) -> FaultSet:
     """Draw one chip for the given RRAM layers (module path → layer)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ArgumentError(f"seed must be a non-negative int, got {seed!r}")
+    seed_int(seed)
     codes = {path: fault_model.sample(layer.weight.shape, layer_rng(seed, path)) for path, layer in layers.items()}
     return FaultSet(codes, fault_model, seed)
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from rramfx.checks import unit_rate
+from rramfx.checks import trials_and_seed, unit_rate
 from rramfx.crossbar.chip import apply_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet, chip_seed, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
@@ -272,10 +272,7 @@ def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any
                                f"returns), got {type(gm).__name__}")
     if not isinstance(fault_model, BaseFaultModel):
         raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ArgumentError(f"trials must be a positive int, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ArgumentError(f"seed must be a non-negative int, got {seed!r}")
+    trials_and_seed(trials, seed)
 
 
 def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Iterable[Any],

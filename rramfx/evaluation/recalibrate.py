@@ -56,8 +56,7 @@ def recalibrate_bn(
     scale at inference), so BatchNorm alone absorbs the weights' lost magnitude.
     """
     if not isinstance(gm, fx.GraphModule):
-        raise NotPreparedError(f"recalibrate_bn: gm must be a prepared torch.fx.GraphModule (what rramfx.prepare "
-                               f"returns), got {type(gm).__name__}")
+        raise NotPreparedError(f"recalibrate_bn: gm must be a prepared torch.fx.GraphModule, got {type(gm).__name__}")
     fault_rate = unit_rate("fault_rate", fault_rate)
     if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int) or batches < 1):
         raise ArgumentError(f"batches must be a positive int or None (the whole loader), got {batches!r}")

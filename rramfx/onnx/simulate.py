@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from rramfx.checks import trials_and_seed
 from rramfx.crossbar.faults import BaseFaultModel, chip_seed, draw_fault_set
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
@@ -138,10 +139,7 @@ def ort_monte_carlo(
 
     if not isinstance(fault_model, BaseFaultModel):
         raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ArgumentError(f"trials must be a positive int, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ArgumentError(f"seed must be a non-negative int, got {seed!r}")
+    trials_and_seed(trials, seed)
     model, fault_rate, code_names = _inputs_export(onnx_path, fault_model)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
