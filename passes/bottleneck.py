@@ -17,7 +17,7 @@ import torch
 from torch import fx, nn
 
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.errors import PassError
+from rramfx.errors import ArgumentError, PassError
 from rramfx.graph.modules import kernel_taps, module_device, set_submodule
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.topology import conv_nodes
@@ -67,7 +67,7 @@ def _resolve(gm: fx.GraphModule, targets: Iterable[int | str]) -> list[fx.Node]:
     out: list[fx.Node] = []
     for t in targets:
         if isinstance(t, bool) or not isinstance(t, (int, str)):
-            raise PassError(f"replace_with_bottleneck: a target is a module path or a 1-based index, got {t!r}")
+            raise ArgumentError(f"replace_with_bottleneck: a target is a module path or a 1-based index, got {t!r}")
         if isinstance(t, int):
             if not 1 <= t <= len(kxk):
                 raise PassError(
@@ -144,7 +144,7 @@ def replace_with_bottleneck_(
 
 def _check_ratio(expand_ratio: float) -> None:
     if isinstance(expand_ratio, bool) or not isinstance(expand_ratio, (int, float)) or not expand_ratio > 0:
-        raise PassError(f"replace_with_bottleneck: expand_ratio must be a number > 0, got {expand_ratio!r}")
+        raise ArgumentError(f"replace_with_bottleneck: expand_ratio must be a number > 0, got {expand_ratio!r}")
 
 
 def replace_with_bottleneck(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import fx
 
 from rramfx.crossbar.layers import to_crossbar_layer, to_plain_layer
+from rramfx.errors import ArgumentTypeError
 from rramfx.graph.record import copy_graph_module, require_meta
 from rramfx.policy import Policy
 
@@ -15,7 +16,7 @@ __all__ = ["to_crossbar", "to_crossbar_"]
 def to_crossbar_(gm: fx.GraphModule, policy: Policy) -> fx.GraphModule:
     """In-place form of `to_crossbar`, for pipelines that already own their copy."""
     if not isinstance(policy, Policy):
-        raise TypeError(f"policy must be an rramfx.Policy, got {type(policy).__name__}")
+        raise ArgumentTypeError(f"policy must be an rramfx.Policy, got {type(policy).__name__}")
     placement = require_meta(gm, "placement", "run rramfx.passes.assign_devices(gm, policy) first")
     for path, device in placement.items():
         layer = gm.get_submodule(path)

@@ -7,7 +7,7 @@ import fnmatch
 
 from torch import fx, nn
 
-from rramfx.errors import PolicyError
+from rramfx.errors import ArgumentTypeError, PolicyError
 from rramfx.graph.modules import kernel_taps, weighted_layers
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.policy import Policy
@@ -43,7 +43,7 @@ def placement_for(layers: dict[str, nn.Module], policy: Policy) -> dict[str, str
 def assign_devices_(gm: fx.GraphModule, policy: Policy) -> fx.GraphModule:
     """In-place form of `assign_devices`, for pipelines that already own their copy."""
     if not isinstance(policy, Policy):
-        raise TypeError(f"policy must be an rramfx.Policy, got {type(policy).__name__}")
+        raise ArgumentTypeError(f"policy must be an rramfx.Policy, got {type(policy).__name__}")
     meta = rramfx_meta(gm)
     meta["placement"] = placement_for(weighted_layers(gm), policy)
     meta["policy"] = policy.to_dict()

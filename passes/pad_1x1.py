@@ -20,7 +20,7 @@ import torch
 from torch import fx, nn
 
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.errors import PassError
+from rramfx.errors import ArgumentError, PassError
 from rramfx.graph.modules import effective_weight, is_conv, set_scaled_std_weight, set_submodule, standardisation
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.shapes import shape_prop, tensor_meta
@@ -35,7 +35,7 @@ _PLAIN = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _selection(select: str | Iterable[str]) -> tuple[str, ...]:
     items = (select,) if isinstance(select, str) else tuple(select)
     if not items or not all(isinstance(s, str) and s for s in items):
-        raise PassError(
+        raise ArgumentError(
             f"pad_1x1_to_3x3: select must be 'all', 'shortcut', a module-path glob or a list of them, got {select!r}"
         )
     return items

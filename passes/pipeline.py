@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from rramfx.errors import PassError, RramfxError
+from rramfx.errors import ArgumentTypeError, PassError, RramfxError
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 
 __all__ = ["Pass", "Pipeline", "compose", "pass_name"]
@@ -79,5 +79,5 @@ def compose(*passes: Pass) -> Pipeline:
     """
     for i, p in enumerate(passes):
         if not callable(p):
-            raise PassError(f"compose: argument {i + 1} is a {type(p).__name__}, not a callable pass")
+            raise ArgumentTypeError(f"compose: argument {i + 1} is a {type(p).__name__}, not a callable pass")
     return Pipeline(tuple(passes))

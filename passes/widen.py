@@ -21,7 +21,7 @@ from torch import fx, nn
 
 from rramfx.channels import ChannelAnalysis, Layout, WideningPlan
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.errors import PassError
+from rramfx.errors import ArgumentError, PassError
 from rramfx.graph.modules import effective_weight, set_scaled_std_weight, standardisation
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.shapes import as_args
@@ -41,12 +41,12 @@ def _param_count(module: nn.Module) -> int:
 
 def _check_args(factor: Any, divisor: Any, on_unsupported: Any) -> None:
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 1:
-        raise PassError(
+        raise ArgumentError(
             f"widen_channels: factor must be a finite number >= 1 (1.5 = 50% more channels), got {factor!r}")
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
-        raise PassError(f"widen_channels: divisor must be an integer >= 1, got {divisor!r}")
+        raise ArgumentError(f"widen_channels: divisor must be an integer >= 1, got {divisor!r}")
     if on_unsupported not in _ON_UNSUPPORTED:
-        raise PassError(f"widen_channels: on_unsupported must be one of {_ON_UNSUPPORTED}, got {on_unsupported!r}")
+        raise ArgumentError(f"widen_channels: on_unsupported must be one of {_ON_UNSUPPORTED}, got {on_unsupported!r}")
 
 
 # ---- tensors --------------------------------------------------------------------------------------

@@ -17,7 +17,33 @@ from rramfx.crossbar.chip import (
 )
 from rramfx.crossbar.faults import SA0, SA1, BaseFaultModel, FaultModel, FaultSet, chip_seed, register_fault_model
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.errors import CostError, FaultError, PassError, PlacementError, PolicyError, RramfxError, TraceError
+from rramfx.errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CostError,
+    DataError,
+    DataFileError,
+    FaultError,
+    FaultSetFileError,
+    FileFormatError,
+    ModelFileError,
+    ModelSpecError,
+    NotPreparedError,
+    OnnxError,
+    OnnxFileError,
+    PassError,
+    PlacementError,
+    PolicyError,
+    PolicyFileError,
+    ReportError,
+    ResultsFileError,
+    RramfxError,
+    SensitivityError,
+    SweepError,
+    TraceError,
+    TrainError,
+    UnknownLayerError,
+)
 from rramfx.evaluation.chips import MonteCarloResult, evaluate, monte_carlo
 from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.experiment.grid import SweepConfig, sweep
@@ -27,7 +53,6 @@ from rramfx.graph.placement_report import placement, summary
 from rramfx.graph.tracing import trace
 from rramfx.onnx.export import export_onnx, onnx_fault_inputs
 from rramfx.onnx.inspect import inspect_onnx
-from rramfx.onnx.meta import OnnxError
 from rramfx.onnx.partition import Plan, partition_onnx, run_partitioned
 from rramfx.onnx.simulate import OrtMonteCarloResult, ort_monte_carlo
 from rramfx.policy import Policy
@@ -35,7 +60,6 @@ from rramfx.preparation import prepare
 from rramfx.search.greedy_placement import PlacementSearch, search_placement
 from rramfx.search.layer_sensitivity import (
     LayerSensitivity,
-    SensitivityError,
     SensitivityReport,
     pinned_policy,
     sensitivity,
@@ -52,17 +76,27 @@ def param_count(model) -> int:
 __all__ = [
     "SA0",
     "SA1",
+    "ArgumentError",
+    "ArgumentTypeError",
     "BaseFaultModel",
     "CostError",
     "CostReport",
     "CrossbarLayer",
+    "DataError",
+    "DataFileError",
     "FaultError",
     "FaultModel",
     "FaultSet",
+    "FaultSetFileError",
+    "FileFormatError",
     "Hardware",
     "LayerSensitivity",
+    "ModelFileError",
+    "ModelSpecError",
     "MonteCarloResult",
+    "NotPreparedError",
     "OnnxError",
+    "OnnxFileError",
     "OrtMonteCarloResult",
     "PassError",
     "PlacementError",
@@ -70,11 +104,17 @@ __all__ = [
     "Plan",
     "Policy",
     "PolicyError",
+    "PolicyFileError",
+    "ReportError",
+    "ResultsFileError",
     "RramfxError",
     "SensitivityError",
     "SensitivityReport",
     "SweepConfig",
+    "SweepError",
     "TraceError",
+    "TrainError",
+    "UnknownLayerError",
     "__version__",
     "apply_faults",
     "chip_seed",

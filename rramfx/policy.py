@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rramfx.checks import unit_rate
-from rramfx.errors import PolicyError
+from rramfx.errors import PolicyError, PolicyFileError
 
 __all__ = ["DEVICES", "MAX_DIVISOR", "MAX_EXPAND_RATIO", "MAX_WIDEN", "Policy"]
 
@@ -125,13 +125,13 @@ class Policy:
         """Load a policy from a ``.json`` or ``.toml`` file."""
         path = Path(path)
         if not path.is_file():
-            raise PolicyError(f"policy file '{path}' does not exist")
+            raise PolicyFileError(f"policy file '{path}' does not exist")
         kind = _file_kind(path)
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if kind == "json" else tomllib.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-            raise PolicyError(f"policy file '{path}' is not valid {kind.upper()}: {e}") from e
+            raise PolicyFileError(f"policy file '{path}' is not valid {kind.upper()}: {e}") from e
         try:
             return cls.from_dict(data)
         except PolicyError as e:
@@ -176,7 +176,7 @@ def _toml_value(value: Any) -> str:
 def _file_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in (".json", ".toml"):
-        raise PolicyError(f"policy file '{path}' must end in .json or .toml (got '{suffix or 'no suffix'}')")
+        raise PolicyFileError(f"policy file '{path}' must end in .json or .toml (got '{suffix or 'no suffix'}')")
     return suffix[1:]
 
 

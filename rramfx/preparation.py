@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import fx, nn
 
-from rramfx.errors import PolicyError, RramfxError
+from rramfx.errors import ArgumentTypeError, PolicyError, RramfxError
 from rramfx.graph.tracing import trace
 from rramfx.passes.bottleneck import replace_with_bottleneck_
 from rramfx.passes.crossbar import to_crossbar_
@@ -43,7 +43,8 @@ def _as_policy(policy: Policy | Mapping[str, Any] | str | Path | None) -> Policy
         return Policy.from_dict(policy)
     if isinstance(policy, (str, Path)):
         return Policy.from_file(policy)
-    raise PolicyError(f"policy must be an rramfx.Policy, a dict or a policy file path, got {type(policy).__name__}")
+    raise ArgumentTypeError(f"policy must be an rramfx.Policy, a dict or a policy file path, "
+                            f"got {type(policy).__name__}")
 
 
 def prepare(
@@ -66,7 +67,7 @@ def prepare(
     """
     policy = _as_policy(policy)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"rramfx.prepare expects an nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"rramfx.prepare: model must be an nn.Module, got {type(model).__name__}")
     if policy.widen != 1.0 and example_inputs is None:
         raise PolicyError(
             f"Policy.widen={policy.widen:g} needs example_inputs in rramfx.prepare (a batch the model accepts): "

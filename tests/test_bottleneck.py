@@ -183,7 +183,7 @@ def test_bottlenecked_resnet20_trains():
     ([True], "a target is a module path or a 1-based index, got True"),
 ])
 def test_bad_targets_are_named(resnet20, targets, needle):
-    with pytest.raises(PassError, match=needle):
+    with pytest.raises(rramfx.ArgumentError if targets == [True] else PassError, match=needle):
         replace_with_bottleneck(rramfx.trace(resnet20), targets)
 
 
@@ -191,5 +191,5 @@ def test_grouped_convolutions_are_refused():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8))
     with pytest.raises(PassError, match=r"'1' is grouped or depthwise \(groups=8\)"):
         replace_with_bottleneck(rramfx.trace(model), [2])
-    with pytest.raises(PassError, match="expand_ratio must be a number > 0"):
+    with pytest.raises(rramfx.ArgumentError, match="expand_ratio must be a number > 0"):
         replace_with_bottleneck(rramfx.trace(model), [1], expand_ratio=0)

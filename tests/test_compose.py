@@ -60,11 +60,12 @@ def test_order_matters_bottleneck_then_pad(gm):
 def test_errors_name_the_pass_and_the_ones_before(gm):
     pad = functools.partial(pad_1x1_to_3x3, select="all")
     bad = functools.partial(widen_channels, factor=0.5, example_inputs=X)
-    with pytest.raises(PassError, match=r"pass 2 of 3, widen_channels\(factor=0.5, example_inputs=Tensor\(2, 3, "
-                                        r"12, 12\)\) \(after pad_1x1_to_3x3\(select='all'\)\), failed: "
-                                        r"widen_channels: factor") as e:
+    with pytest.raises(rramfx.ArgumentError,  # a bad pass argument keeps its type through the pipeline
+                       match=r"pass 2 of 3, widen_channels\(factor=0.5, example_inputs=Tensor\(2, 3, "
+                             r"12, 12\)\) \(after pad_1x1_to_3x3\(select='all'\)\), failed: "
+                             r"widen_channels: factor") as e:
         compose(pad, bad, pad)(gm)
-    assert isinstance(e.value.__cause__, PassError)
+    assert isinstance(e.value.__cause__, rramfx.ArgumentError)
 
     def explode(g):
         raise RuntimeError("boom")
@@ -73,7 +74,7 @@ def test_errors_name_the_pass_and_the_ones_before(gm):
         compose(explode)(gm)
     with pytest.raises(PassError, match=r"pass 1 of 1, <lambda> \(as the first pass\), failed: returned Module"):
         compose(lambda g: nn.Module())(gm)
-    with pytest.raises(PassError, match="argument 2 is a int, not a callable pass"):
+    with pytest.raises(rramfx.ArgumentTypeError, match="argument 2 is a int, not a callable pass"):
         compose(pad, 3)
 
 

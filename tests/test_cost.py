@@ -148,7 +148,7 @@ def test_bad_input_names_what_to_do(small_net):
         estimate_cost(gm, [1, 2])
     with pytest.raises(CostError, match="all_on must be"):
         estimate_cost(gm, torch.randn(1, 3, 8, 8), all_on="gpu")
-    with pytest.raises(CostError, match="hardware must be"):
+    with pytest.raises(rramfx.ArgumentTypeError, match="hardware must be"):
         estimate_cost(gm, torch.randn(1, 3, 8, 8), hardware={"chips": 1})
 
 

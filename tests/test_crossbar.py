@@ -123,7 +123,7 @@ def test_set_drop_rate_and_validation():
     gm = rramfx.prepare(nn.Sequential(nn.Conv2d(3, 3, 3)), Policy(drop_rate=0.1))
     rramfx.set_drop_rate(gm, 0.3)
     assert gm.get_submodule("0").drop_rate == 0.3
-    with pytest.raises(rramfx.FaultError, match=r"drop_rate must be in \[0, 1\), got 1.0"):
+    with pytest.raises(rramfx.ArgumentError, match=r"drop_rate must be in \[0, 1\), got 1.0"):
         rramfx.set_drop_rate(gm, 1.0)
-    with pytest.raises(rramfx.FaultError, match="fault_rate must be a number"):
+    with pytest.raises(rramfx.ArgumentError, match="fault_rate must be a number"):
         rramfx.set_fault_rate(gm, "high")

@@ -137,9 +137,9 @@ def test_fault_errors_name_the_problem(tmp_path, small_net):
     with pytest.raises(FaultError, match="sa1 \\+ FaultModel.sa0 must be at most 1"):
         FaultModel(sa1=0.6, sa0=0.6)
     gm = rramfx.prepare(small_net, Policy())
-    with pytest.raises(FaultError, match="seed must be a non-negative int, got -1"):
+    with pytest.raises(rramfx.ArgumentError, match="seed must be a non-negative int, got -1"):
         rramfx.inject_faults(gm, FaultModel(sa1=0.1), seed=-1)
-    with pytest.raises(FaultError, match="fault_model must be an rramfx.FaultModel"):
+    with pytest.raises(rramfx.ArgumentTypeError, match="fault_model must be an rramfx.FaultModel"):
         rramfx.inject_faults(gm, 0.1)
     with pytest.raises(FaultError, match="fault set file '.*nope.pt' does not exist"):
         FaultSet.load(tmp_path / "nope.pt")

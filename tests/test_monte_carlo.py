@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import rramfx
-from rramfx.errors import FaultError
 from rramfx.evaluation.chips import MonteCarloResult, t_quantile_975
 
 from .tiny import TinyNet, loaders, trained
@@ -105,9 +104,9 @@ def test_batches_are_reused_or_reread_with_the_same_result():
 def test_bad_arguments():
     gm = trained()
     _, test = loaders(n_test=16)
-    with pytest.raises(FaultError, match="trials must be a positive int"):
+    with pytest.raises(rramfx.ArgumentError, match="trials must be a positive int"):
         rramfx.monte_carlo(gm, test, FM, trials=0)
-    with pytest.raises(FaultError, match="fault_model must be an rramfx.FaultModel"):
+    with pytest.raises(rramfx.ArgumentTypeError, match="fault_model must be an rramfx.FaultModel"):
         rramfx.monte_carlo(gm, test, 0.1)
     with pytest.raises(TypeError, match="prepared torch.fx.GraphModule"):
         rramfx.monte_carlo(TinyNet(), test, FM)

@@ -221,9 +221,9 @@ def test_errors_name_the_problem(small, tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with pytest.raises(rramfx.PlacementError, match="rramfx.prepare"):
         export_onnx(rramfx.trace(SmallNet()), x, tmp_path / "a.onnx")
-    with pytest.raises(OnnxError, match="faults must be None, 'inputs' or an rramfx.FaultSet"):
+    with pytest.raises(rramfx.ArgumentError, match="faults must be None, 'inputs' or an rramfx.FaultSet"):
         export_onnx(gm, x, tmp_path / "a.onnx", faults="chip0")
-    with pytest.raises(OnnxError, match="tile must be"):
+    with pytest.raises(rramfx.ArgumentError, match="tile must be"):
         export_onnx(gm, x, tmp_path / "a.onnx", tile=(0, 128))
     host_only = rramfx.prepare(SmallNet(), Policy(conv_kxk="cpu"))
     with pytest.raises(OnnxError, match="no RRAM layer"):

@@ -135,7 +135,7 @@ def test_patterns_select_and_unknown_patterns_raise(small_net):
     assert rramfx_meta(out)["pad_1x1"]["padded"] == ["shortcut"]
     with pytest.raises(PassError, match=r"pattern 'layer4\.\*' matches no 1x1 convolution .*pw, shortcut"):
         pad_1x1_to_3x3(gm, "layer4.*")
-    with pytest.raises(PassError, match="select must be 'all', 'shortcut', a module-path glob"):
+    with pytest.raises(rramfx.ArgumentError, match="select must be 'all', 'shortcut', a module-path glob"):
         pad_1x1_to_3x3(gm, [])
 
 

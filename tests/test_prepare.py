@@ -43,9 +43,9 @@ def test_prepare_records_policy():
 
 
 def test_prepare_rejects_non_modules_and_bad_policies():
-    with pytest.raises(TypeError, match="expects an nn.Module, got str"):
+    with pytest.raises(TypeError, match="model must be an nn.Module, got str"):
         rramfx.prepare("resnet18")
-    with pytest.raises(rramfx.PolicyError, match="policy must be an rramfx.Policy, a dict or a policy file"):
+    with pytest.raises(rramfx.ArgumentTypeError, match="policy must be an rramfx.Policy, a dict or a policy file"):
         rramfx.prepare(SmallNet(), 0.2)
     with pytest.raises(rramfx.PolicyError, match="unknown policy field"):
         rramfx.prepare(SmallNet(), {"drop": 0.2})

@@ -79,9 +79,9 @@ def test_refuses_a_model_with_a_chip_applied_and_bad_arguments():
     with pytest.raises(FaultError, match="call rramfx.clear_faults\\(gm\\) first"):
         rramfx.recalibrate_bn(gm, train, 0.1)
     rramfx.clear_faults(gm)
-    with pytest.raises(FaultError, match="fault_rate must be in \\[0, 1\\), got 1.0"):
+    with pytest.raises(rramfx.ArgumentError, match="fault_rate must be in \\[0, 1\\), got 1.0"):
         rramfx.recalibrate_bn(gm, train, 1.0)
-    with pytest.raises(FaultError, match="batches must be a positive int"):
+    with pytest.raises(rramfx.ArgumentError, match="batches must be a positive int"):
         rramfx.recalibrate_bn(gm, train, 0.1, batches=0)
 
 

@@ -176,7 +176,7 @@ def test_bad_budget_is_named(budget, test_loader):
 ])
 def test_bad_arguments_are_named(kwargs, message, test_loader):
     args = {"loader": test_loader, "fault_model": SA1, "trials": 2, **kwargs}
-    with pytest.raises(SensitivityError, match=message):
+    with pytest.raises(rramfx.ArgumentError, match=message):  # SensitivityError for the sensitivity-only ones
         sensitivity(fragile_gm(), **args)
 
 

@@ -89,11 +89,11 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 
 def test_bad_settings():
     train, _ = loaders(n_train=64)
-    with pytest.raises(TrainError, match="schedule must be one of"):
+    with pytest.raises(rramfx.ArgumentError, match="schedule must be one of"):
         rramfx.train(_fresh(), train, 1, schedule="step")
-    with pytest.raises(TrainError, match="epochs must be a non-negative int"):
+    with pytest.raises(rramfx.ArgumentError, match="epochs must be a non-negative int"):
         rramfx.train(_fresh(), train, -1)
-    with pytest.raises(TrainError, match="lr must be positive"):
+    with pytest.raises(rramfx.ArgumentError, match="lr must be positive"):
         rramfx.train(_fresh(), train, 1, lr=0)
 
 

@@ -302,7 +302,7 @@ def test_leaf_modules_whose_layers_form_a_chain_are_followed():
     ({"factor": 1.5, "on_unsupported": "skip"}, "on_unsupported must be one of"),
 ])
 def test_bad_arguments(kwargs, needle):
-    with pytest.raises(PassError, match=needle):
+    with pytest.raises(rramfx.ArgumentError, match=needle):
         widen_channels(rramfx.trace(Plain()), example_inputs=torch.randn(1, 3, 8, 8), **kwargs)
 
 

@@ -6,7 +6,8 @@ import argparse
 
 import torch
 
-from rramfx.data.datasets import DATASETS, DataError
+from rramfx.data.datasets import DATASETS
+from rramfx.errors import ArgumentError
 
 __all__ = ["add_data_args", "add_device_arg", "int_list", "rate_list", "resolve_device"]
 
@@ -53,7 +54,7 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as e:
-        raise DataError(f"--device {name!r} is not a torch device: {e}") from None
+        raise ArgumentError(f"--device {name!r} is not a torch device: {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"--device {name}: this torch build or machine has no CUDA device; use --device cpu")
+        raise ArgumentError(f"--device {name}: this torch build or machine has no CUDA device; use --device cpu")
     return device

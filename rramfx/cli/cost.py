@@ -9,15 +9,11 @@ import torch
 
 from rramfx.cli.export import _tile
 from rramfx.cost.estimate import Hardware, estimate_cost
-from rramfx.errors import RramfxError
+from rramfx.errors import ArgumentError
 from rramfx.models.spec import create_model
 from rramfx.policy import Policy
 
 __all__ = ["register", "run"]
-
-
-class _ArgError(RramfxError):
-    """A bad ``rramfx cost`` argument."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +44,7 @@ def _input_shape(text: str) -> tuple[int, ...]:
     except ValueError:
         shape = ()
     if len(shape) < 1 or any(v <= 0 for v in shape):
-        raise _ArgError(f"--input-shape must be positive integers like 3,32,32, got {text!r}")
+        raise ArgumentError(f"--input-shape must be positive integers like 3,32,32, got {text!r}")
     return shape
 
 

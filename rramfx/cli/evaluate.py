@@ -8,7 +8,8 @@ import json
 
 from rramfx.cli.arguments import add_device_arg, rate_list, resolve_device
 from rramfx.crossbar.faults import FaultModel
-from rramfx.data.datasets import DataError, ImageLoader, load_dataset
+from rramfx.data.datasets import ImageLoader, load_dataset
+from rramfx.errors import DataError
 from rramfx.evaluation.chips import monte_carlo
 from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.training.loop import load_prepared

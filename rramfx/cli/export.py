@@ -6,7 +6,7 @@ import argparse
 import warnings
 
 from rramfx.cli.common import add_model_args, add_policy_args, model_from_args, policy_from_args
-from rramfx.errors import RramfxError
+from rramfx.errors import ArgumentError
 
 __all__ = ["register", "run"]
 
@@ -38,10 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-class _ArgError(RramfxError):
-    """A bad ``rramfx export`` argument."""
-
-
 def _input_size(args: argparse.Namespace) -> tuple[int, ...]:
     if args.input_size is None:
         return (args.in_chans, 32, 32)
@@ -50,7 +46,7 @@ def _input_size(args: argparse.Namespace) -> tuple[int, ...]:
     except ValueError:
         size = ()
     if not size or any(v <= 0 for v in size):
-        raise _ArgError(f"--input-size must be positive integers like 3,32,32, got {args.input_size!r}")
+        raise ArgumentError(f"--input-size must be positive integers like 3,32,32, got {args.input_size!r}")
     return size
 
 
@@ -58,7 +54,7 @@ def _tile(text: str) -> tuple[int, int]:
     try:
         rows, cols = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise _ArgError(f"--tile must look like 128x128, got {text!r}") from None
+        raise ArgumentError(f"--tile must look like 128x128, got {text!r}") from None
     return rows, cols
 
 
@@ -70,10 +66,10 @@ def _prepared(args: argparse.Namespace):
 
     if args.trained is None:
         if args.model is None:
-            raise _ArgError("give --model SPEC (timm:NAME, tv:NAME, pkg.module:factory) or --trained PATH")
+            raise ArgumentError("give --model SPEC (timm:NAME, tv:NAME, pkg.module:factory) or --trained PATH")
         return prepare(model_from_args(args).eval(), policy_from_args(args)).eval()
     if args.model is not None or args.policy is not None or args.drop_rate is not None:
-        raise _ArgError("--trained takes the model and its policy from the file; drop --model/--policy/--drop-rate")
+        raise ArgumentError("--trained takes the model and its policy from the file; drop --model/--policy/--drop-rate")
     from rramfx.training.loop import load_prepared
 
     gm, record = load_prepared(args.trained)
@@ -95,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     mode = args.faults.strip().lower()
     if mode not in ("none", "inputs") and not mode.isdigit():
-        raise _ArgError(f"--faults must be 'inputs', 'none' or a non-negative integer seed, got {args.faults!r}")
+        raise ArgumentError(f"--faults must be 'inputs', 'none' or a non-negative integer seed, got {args.faults!r}")
     tile = _tile(args.tile)
     size = _input_size(args) if args.input_size is not None else None  # checked before the slow part
     with warnings.catch_warnings(record=True) as caught:
@@ -107,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         example = torch.randn(2, *size, generator=torch.Generator().manual_seed(0))
         if mode.isdigit():
             if fault_model.sa1 == 0 and fault_model.sa0 == 0:
-                raise _ArgError("--faults SEED bakes in a chip, but the fault model draws no faults: "
+                raise ArgumentError("--faults SEED bakes in a chip, but the fault model draws no faults: "
                                 "give --sa1/--sa0 rates (or a policy with fault_rate > 0)")
             faults = inject_faults(gm, fault_model, seed=int(mode))
         else:

@@ -29,7 +29,7 @@ from torch import fx, nn
 
 from rramfx.checks import positive_int, positive_number
 from rramfx.crossbar.tiling import geometry
-from rramfx.errors import CostError, RramfxError
+from rramfx.errors import ArgumentTypeError, CostError, NotPreparedError, UnknownLayerError
 from rramfx.graph.mac_count import count_macs
 from rramfx.graph.modules import kernel_label
 from rramfx.graph.placement_report import placement
@@ -197,7 +197,7 @@ class CostReport:
         for c in self.layers:
             if c.path == path:
                 return c
-        raise KeyError(f"no weighted layer {path!r} in this report")
+        raise UnknownLayerError(f"no weighted layer {path!r} in this report")
 
     def table(self) -> str:
         """A text table: one row per layer, then per-device and overall totals and the hardware."""
@@ -251,15 +251,15 @@ def estimate_cost(
     per sample. ``gm`` is left as it was (parameters, buffers, training flags, hooks).
     """
     if not isinstance(gm, fx.GraphModule):
-        raise CostError(f"estimate_cost needs a prepared model (the torch.fx.GraphModule that "
-                        f"rramfx.prepare(model, policy) returns), got {type(gm).__name__}; prepare it first")
+        raise NotPreparedError(f"estimate_cost: gm must be a prepared model (the torch.fx.GraphModule that "
+                               f"rramfx.prepare(model, policy) returns), got {type(gm).__name__}; prepare it first")
     try:
         placed = placement(gm)
-    except RramfxError as e:
-        raise CostError(f"estimate_cost: {e}") from e
+    except NotPreparedError as e:
+        raise NotPreparedError(f"estimate_cost: {e}") from e
     hw = Hardware() if hardware is None else hardware
     if not isinstance(hw, Hardware):
-        raise CostError(f"hardware must be an rramfx.cost.Hardware, got {type(hw).__name__}")
+        raise ArgumentTypeError(f"hardware must be an rramfx.cost.Hardware, got {type(hw).__name__}")
     if all_on is not None and all_on not in DEVICES:
         raise CostError(f"all_on must be None (the model's placement), 'rram' or 'cpu', got {all_on!r}")
     args = as_args(example_inputs)

@@ -12,7 +12,7 @@ from torch import fx
 from rramfx.checks import unit_rate
 from rramfx.crossbar.faults import BaseFaultModel, FaultSet, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.errors import FaultError, PlacementError
+from rramfx.errors import ArgumentTypeError, FaultError, NotPreparedError, PlacementError
 
 __all__ = [
     "apply_faults",
@@ -27,7 +27,8 @@ __all__ = [
 def crossbar_layers(gm: fx.GraphModule) -> dict[str, CrossbarLayer]:
     """Module path → crossbar layer, for every RRAM layer of a prepared model."""
     if not isinstance(gm, fx.GraphModule):
-        raise TypeError(f"expected a prepared torch.fx.GraphModule, got {type(gm).__name__}")
+        raise NotPreparedError(f"gm must be a prepared torch.fx.GraphModule (what rramfx.prepare returns), "
+                               f"got {type(gm).__name__}")
     return {path: m for path, m in gm.named_modules() if isinstance(m, CrossbarLayer)}
 
 
@@ -47,7 +48,7 @@ def inject_faults(gm: fx.GraphModule, fault_model: BaseFaultModel, seed: int = 0
     Only crossbar layers receive faults. The same seed gives the same chip on any machine and device.
     """
     if not isinstance(fault_model, BaseFaultModel):
-        raise FaultError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
+        raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
     faults = draw_fault_set(_require_crossbar(gm), fault_model, seed)
     apply_faults(gm, faults)
     return faults
@@ -59,7 +60,7 @@ def apply_faults(gm: fx.GraphModule, faults: FaultSet) -> None:
     Checked before anything changes: every path must be an RRAM layer of ``gm`` with the same weight shape.
     """
     if not isinstance(faults, FaultSet):
-        raise FaultError(f"faults must be an rramfx.FaultSet, got {type(faults).__name__}")
+        raise ArgumentTypeError(f"faults must be an rramfx.FaultSet, got {type(faults).__name__}")
     layers = _require_crossbar(gm)
     for path, codes in faults.items():
         if path not in layers:
@@ -90,13 +91,13 @@ def clear_faults(gm: fx.GraphModule) -> None:
 
 def set_fault_rate(gm: fx.GraphModule, fault_rate: float) -> None:
     """Set the expected fault rate p' whose 1/(1-p') scale faulty RRAM layers apply in eval."""
-    fault_rate = unit_rate("fault_rate", fault_rate, FaultError)
+    fault_rate = unit_rate("fault_rate", fault_rate)
     for layer in _require_crossbar(gm).values():
         layer.fault_rate = fault_rate
 
 
 def set_drop_rate(gm: fx.GraphModule, drop_rate: float) -> None:
     """Set the DropConnect rate p that RRAM layers apply in training (e.g. p' for BN recalibration)."""
-    drop_rate = unit_rate("drop_rate", drop_rate, FaultError)
+    drop_rate = unit_rate("drop_rate", drop_rate)
     for layer in _require_crossbar(gm).values():
         layer.drop_rate = drop_rate

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rramfx.checks import unit_rate
-from rramfx.errors import FaultError
+from rramfx.checks import seed_int, unit_rate
+from rramfx.errors import FaultError, FaultSetFileError
 
 __all__ = [
     "CODE_NAMES",
@@ -166,20 +166,19 @@ class FaultSet(Mapping[str, torch.Tensor]):
         """Read a chip written by `save`."""
         path = Path(path)
         if not path.is_file():
-            raise FaultError(f"fault set file '{path}' does not exist")
+            raise FaultSetFileError(f"fault set file '{path}' does not exist")
         try:
             data = torch.load(path, weights_only=True)
         except Exception as e:
-            raise FaultError(f"'{path}' is not a readable rramfx fault set: {e}") from e
+            raise FaultSetFileError(f"'{path}' is not a readable rramfx fault set: {e}") from e
         if not isinstance(data, dict) or data.get("format") != "rramfx.FaultSet/1":
-            raise FaultError(f"'{path}' is not an rramfx fault set (no 'rramfx.FaultSet/1' format tag)")
+            raise FaultSetFileError(f"'{path}' is not an rramfx fault set (no 'rramfx.FaultSet/1' format tag)")
         return cls(data["codes"], fault_model_from_dict(data["fault_model"]), data["seed"])
 
 
 def draw_fault_set(layers: Mapping[str, torch.nn.Module], fault_model: BaseFaultModel, seed: int) -> FaultSet:
     """Draw one chip for the given RRAM layers (module path → layer)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise FaultError(f"seed must be a non-negative int, got {seed!r}")
+    seed_int(seed)
     codes = {path: fault_model.sample(layer.weight.shape, layer_rng(seed, path)) for path, layer in layers.items()}
     return FaultSet(codes, fault_model, seed)
 

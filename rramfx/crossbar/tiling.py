@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from rramfx.errors import ArgumentError, ArgumentTypeError
+
 __all__ = ["KINDS", "Geometry", "geometry", "layer_kind", "macs", "tiles_for", "weight_fan"]
 
 #: The kinds of weighted layer a crossbar can hold.
@@ -52,7 +54,7 @@ def layer_kind(layer: nn.Module) -> str:
         return "linear"
     if isinstance(layer, nn.modules.conv._ConvNd):
         return "conv_transpose" if bool(getattr(layer, "transposed", False)) else "conv"
-    raise TypeError(f"{type(layer).__name__} is not a convolution or linear layer")
+    raise ArgumentTypeError(f"layer must be a convolution or linear layer, got {type(layer).__name__}")
 
 
 def geometry(layer: nn.Module) -> Geometry:
@@ -85,7 +87,7 @@ def macs(kind: str, fan: int, inputs: int, outputs: int) -> int:
     elements: every output element of a convolution or linear layer sums ``fan`` products; every input
     element of a transposed convolution feeds ``fan`` outputs."""
     if kind not in KINDS:
-        raise ValueError(f"unknown layer kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ArgumentError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     return (inputs if kind == "conv_transpose" else outputs) * fan
 
 
@@ -94,5 +96,6 @@ def weight_fan(kind: str, weight_shape: Sequence[int]) -> int:
     ``[out, in/groups, *kernel]`` (transposed: ``[in, out/groups, *kernel]``): the product of all but
     the first dimension. Linear weights differ between frameworks; their callers pass the input size."""
     if kind == "linear":
-        raise ValueError("a linear layer's fan is its input size; read it from the weight's layout")
+        raise ArgumentError("kind must be a convolution kind: a linear layer's fan is its input size; read it from "
+                            "the weight's layout")
     return math.prod(int(d) for d in weight_shape[1:])

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rramfx.errors import RramfxError
+from rramfx.errors import ArgumentTypeError, DataError, DataFileError
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the Fashion-MNIST idx files.
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -40,10 +40,6 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Ankle boot")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DataError(RramfxError, ValueError):
-    """A dataset is missing, unreadable, or cannot be shaped into what the model expects."""
 
 
 @dataclass(frozen=True)
@@ -100,20 +96,20 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"idx file '{path}' does not exist") from None
+        raise DataFileError(f"idx file '{path}' does not exist") from None
     except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"cannot read idx file '{path}': {e}") from e
+        raise DataFileError(f"cannot read idx file '{path}': {e}") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"'{path}' is not an idx file (bad magic number {raw[:4].hex()})")
+        raise DataFileError(f"'{path}' is not an idx file (bad magic number {raw[:4].hex()})")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"idx file '{path}' is truncated inside its header")
+        raise DataFileError(f"idx file '{path}' is truncated inside its header")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"idx file '{path}' holds {len(raw) - header} data bytes, its header {dims} "
+        raise DataFileError(f"idx file '{path}' holds {len(raw) - header} data bytes, its header {dims} "
                         f"promises {expected}: the file is truncated or corrupt")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -134,11 +130,11 @@ def _load_idx_pair(root: str, split: str, subdirs: tuple[str, ...], what: str) -
     found = {kind: _find(Path(root), f"{prefix}-{kind}", subdirs) for kind in kinds}
     missing = [f"{prefix}-{kind}[.gz]" for kind, p in found.items() if p is None]
     if missing:
-        raise DataError(f"{what} {split} split not found in '{root}' (missing {', '.join(missing)}).")
+        raise DataFileError(f"{what} {split} split not found in '{root}' (missing {', '.join(missing)}).")
     images = read_idx(found["images-idx3-ubyte"])
     labels = read_idx(found["labels-idx1-ubyte"])
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0] or images.dtype != np.uint8:
-        raise DataError(f"{what} files in '{root}' do not fit together: images {images.shape} {images.dtype}, "
+        raise DataFileError(f"{what} files in '{root}' do not fit together: images {images.shape} {images.dtype}, "
                         f"labels {labels.shape}")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
@@ -158,7 +154,7 @@ def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
         hint = (" Install Debian's package: `sudo apt-get install dataset-fashion-mnist` (files go to "
                 f"{FASHION_MNIST_DIR}), or pass a directory holding train-images-idx3-ubyte.gz, "
                 "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz.")
-        raise DataError(f"{e}{hint if 'not found' in str(e) else ''}") from None
+        raise type(e)(f"{e}{hint if 'not found' in str(e) else ''}") from None
     return ImageData("fashion-mnist", images, labels, 10, (0.2860,), (0.3530,), FASHION_CLASSES, flip=True)
 
 
@@ -172,7 +168,7 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> ImageDat
         hint = (" Put the four MNIST idx files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
                 "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in that directory or pass another "
                 "with --data-dir / root=; rramfx never downloads data.")
-        raise DataError(f"{e}{hint if 'not found' in str(e) else ''}") from None
+        raise type(e)(f"{e}{hint if 'not found' in str(e) else ''}") from None
     return ImageData("mnist", images, labels, 10, (0.1307,), (0.3081,), tuple(str(d) for d in range(10)), flip=False)
 
 
@@ -184,7 +180,7 @@ def _load_cifar_batches(root: str, split: str) -> tuple[torch.Tensor, torch.Tens
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     missing = [n for n in names if not (base / n).is_file()]
     if missing:
-        raise DataError(
+        raise DataFileError(
             f"CIFAR-10 {split} split not found: '{Path(root) / 'cifar-10-batches-py'}' lacks {', '.join(missing)}. "
             "rramfx never downloads data: extract cifar-10-python.tar.gz (the CIFAR-10 'python version') so "
             "that DIR/cifar-10-batches-py/ holds data_batch_1..5 and test_batch (torchvision's layout), then "
@@ -198,7 +194,7 @@ def _load_cifar_batches(root: str, split: str) -> tuple[torch.Tensor, torch.Tens
             images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(entry[b"labels"], dtype=np.int64))
         except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-            raise DataError(f"'{base / n}' is not a readable CIFAR-10 batch file: {e}") from e
+            raise DataFileError(f"'{base / n}' is not a readable CIFAR-10 batch file: {e}") from e
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
 
@@ -271,7 +267,7 @@ class ImageLoader:
         device: str | torch.device | None = None,
     ):
         if not isinstance(data, ImageData):
-            raise DataError(f"ImageLoader needs an rramfx.data.ImageData, got {type(data).__name__}")
+            raise ArgumentTypeError(f"ImageLoader: data must be an rramfx.data.ImageData, got {type(data).__name__}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise DataError(f"batch_size must be a positive int, got {batch_size!r}")
         self.in_chans = data.in_chans if in_chans is None else int(in_chans)

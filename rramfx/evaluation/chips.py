@@ -27,11 +27,11 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from rramfx.checks import unit_rate
+from rramfx.checks import trials_and_seed, unit_rate
 from rramfx.crossbar.chip import apply_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet, chip_seed, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.errors import FaultError
+from rramfx.errors import ArgumentError, ArgumentTypeError, NotPreparedError
 from rramfx.graph.modules import module_device
 
 #: Two-sided 95% quantiles of Student's t distribution for 1..30 degrees of freedom.
@@ -77,7 +77,7 @@ class MonteCarloResult:
     def __post_init__(self) -> None:
         acc = list(self.accuracies)
         if not acc:
-            raise FaultError("a Monte-Carlo result needs at least one trial")
+            raise ArgumentError("accuracies: a Monte-Carlo result needs at least one trial")
         mean = statistics.fmean(acc)
         std = statistics.stdev(acc) if len(acc) > 1 else 0.0
         half = t_quantile_975(len(acc) - 1) * std / math.sqrt(len(acc)) if len(acc) > 1 else 0.0
@@ -125,7 +125,7 @@ def _percentile(values: list[float], q: float) -> float:
 def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
-    raise TypeError(f"a loader must yield (inputs, labels) pairs, got {type(batch).__name__}")
+    raise ArgumentTypeError(f"loader must yield (inputs, labels) pairs, got {type(batch).__name__}")
 
 
 def _count_correct(model: nn.Module, batches: Iterable[Any], device: torch.device) -> tuple[torch.Tensor, int]:
@@ -153,7 +153,7 @@ def evaluate(model: nn.Module, loader: Iterable[Any]) -> float:
     finally:
         model.train(was_training)
     if total == 0:
-        raise ValueError("the loader yielded no samples")
+        raise ArgumentError("loader yielded no samples")
     return correct.item() / total
 
 
@@ -228,10 +228,10 @@ def monte_carlo(
     it was given in (mode, weights, applied chip, p'). A model with no RRAM layer, or a fault model
     that draws no faults, is evaluated once and that accuracy reported for every chip.
     """
-    check_chip_args("monte_carlo", gm, fault_model, trials, seed, FaultError)
+    check_chip_args("monte_carlo", gm, fault_model, trials, seed)
     layers = crossbar_layers(gm)
     if fault_rate is not None:
-        fault_rate = unit_rate("fault_rate", fault_rate, FaultError)
+        fault_rate = unit_rate("fault_rate", fault_rate)
     device = module_device(gm)
     saved = {path: (m.fault_codes, m.fault_model, m.fault_rate) for path, m in layers.items()}
     was_training = gm.training
@@ -253,7 +253,7 @@ def monte_carlo(
             accuracies, total = _run_chips(gm, layers, loader, fault_model, trials, seed, device, cache_bytes,
                                            progress)
         if total == 0:
-            raise ValueError("the loader yielded no samples")
+            raise ArgumentError("loader yielded no samples")
     finally:
         for path, m in layers.items():
             m.fault_codes, m.fault_model, m.fault_rate = saved[path]
@@ -262,17 +262,17 @@ def monte_carlo(
                             total, len(layers), time.perf_counter() - start)
 
 
-def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any, error: type[Exception]) -> None:
+def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any) -> None:
     """The checks every Monte-Carlo style evaluation (``what``) makes of its model, fault model, number
-    of chips and seed; a bad value raises ``error`` naming the argument (a non-GraphModule: TypeError)."""
+    of chips and seed, the same types wherever they are made: a model rramfx did not make raises
+    `NotPreparedError`, a fault model of another class `ArgumentTypeError`, a bad count or seed
+    `ArgumentError`, each naming the argument."""
     if not isinstance(gm, fx.GraphModule):
-        raise TypeError(f"{what} expects a prepared torch.fx.GraphModule, got {type(gm).__name__}")
+        raise NotPreparedError(f"{what}: gm must be a prepared torch.fx.GraphModule (what rramfx.prepare "
+                               f"returns), got {type(gm).__name__}")
     if not isinstance(fault_model, BaseFaultModel):
-        raise error(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise error(f"trials must be a positive int, got {trials!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise error(f"seed must be a non-negative int, got {seed!r}")
+        raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
+    trials_and_seed(trials, seed)
 
 
 def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Iterable[Any],

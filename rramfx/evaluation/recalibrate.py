@@ -19,7 +19,7 @@ from torch import fx, nn
 
 from rramfx.checks import unit_rate
 from rramfx.crossbar.chip import crossbar_layers
-from rramfx.errors import FaultError
+from rramfx.errors import ArgumentError, FaultError, NotPreparedError
 from rramfx.graph.modules import module_device
 
 
@@ -55,12 +55,12 @@ def recalibrate_bn(
     multiplied by 1/(1-p') while the statistics are gathered, and the model is left with p' = 0 (no
     scale at inference), so BatchNorm alone absorbs the weights' lost magnitude.
     """
-    if not isinstance(gm, nn.Module):
-        raise TypeError(f"recalibrate_bn expects a prepared torch.fx.GraphModule, got {type(gm).__name__}")
-    fault_rate = unit_rate("fault_rate", fault_rate, FaultError)
+    if not isinstance(gm, fx.GraphModule):
+        raise NotPreparedError(f"recalibrate_bn: gm must be a prepared torch.fx.GraphModule, got {type(gm).__name__}")
+    fault_rate = unit_rate("fault_rate", fault_rate)
     if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int) or batches < 1):
-        raise FaultError(f"batches must be a positive int or None (the whole loader), got {batches!r}")
-    layers = crossbar_layers(gm) if isinstance(gm, fx.GraphModule) else {}
+        raise ArgumentError(f"batches must be a positive int or None (the whole loader), got {batches!r}")
+    layers = crossbar_layers(gm)
     faulty = [path for path, m in layers.items() if m.fault_codes is not None]
     if faulty:
         raise FaultError(
@@ -94,7 +94,7 @@ def recalibrate_bn(
             m.momentum = saved_momentum[path]
         gm.eval()
     if norms and seen == 0:
-        raise ValueError("recalibrate_bn: the loader yielded no batches")
+        raise ArgumentError("recalibrate_bn: loader yielded no batches")
     for m in layers.values():
         m.fault_rate = fault_rate if scale else 0.0
     return gm

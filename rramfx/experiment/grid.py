@@ -32,7 +32,7 @@ from torch import fx, nn
 
 from rramfx.checks import unit_rate
 from rramfx.crossbar.faults import FaultModel
-from rramfx.errors import RramfxError
+from rramfx.errors import ArgumentTypeError, ResultsFileError, RramfxError, SweepError, TrainError
 from rramfx.evaluation.chips import evaluate, monte_carlo
 from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.experiment.report import RESULTS_FILE, write_report
@@ -42,10 +42,6 @@ from rramfx.training.loop import SCHEDULES, load_prepared, save_prepared, train
 
 _GRID = ("drop_rates", "fault_rates", "seeds")
 _FORMAT = "rramfx.Sweep/1"
-
-
-class SweepError(RramfxError, ValueError):
-    """A sweep configuration is invalid, or does not match the results already in its folder."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +204,7 @@ def sweep(
     finished step (None: silent); ``progress`` shows tqdm bars for training, recalibration and chips.
     """
     if not isinstance(config, SweepConfig):
-        raise TypeError(f"sweep expects a SweepConfig, got {type(config).__name__}")
+        raise ArgumentTypeError(f"sweep: config must be an rramfx.SweepConfig, got {type(config).__name__}")
     out_dir = Path(out_dir)
     (out_dir / "models").mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE
@@ -260,7 +256,7 @@ def _stored_rows(results_path: Path, config: SweepConfig) -> list[dict[str, Any]
     try:
         stored = json.loads(results_path.read_text())
     except json.JSONDecodeError as e:
-        raise SweepError(f"'{results_path}' is not valid JSON ({e}); delete it to start over") from e
+        raise ResultsFileError(f"'{results_path}' is not valid JSON ({e}); delete it to start over") from e
     _check_compatible(stored.get("config", {}), config, results_path)
     return list(stored.get("rows", []))
 
@@ -355,7 +351,7 @@ def _trained(config: SweepConfig, drop: float, seed: int, out_dir: Path, device:
                   info={"clean_accuracy": clean, "history": history, "train_seconds": seconds})
     ckpt.unlink(missing_ok=True)
     if math.isnan(clean):
-        raise SweepError(f"drop rate {drop:g}, seed {seed}: the trained model's accuracy is NaN")
+        raise TrainError(f"drop rate {drop:g}, seed {seed}: the trained model's accuracy is NaN")
     return gm, clean, seconds
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rramfx.errors import RramfxError
+from rramfx.errors import ReportError, ResultsFileError
 
 RESULTS_FILE = "results.json"
 ROW_COLUMNS = ("drop_rate", "fault_rate", "seed", "accuracy", "chip_std", "chip_min", "chip_max", "ci95_low",
@@ -31,21 +31,17 @@ ROW_COLUMNS = ("drop_rate", "fault_rate", "seed", "accuracy", "chip_std", "chip_
 SUMMARY_COLUMNS = ("drop_rate", "fault_rate", "accuracy", "seed_std", "chip_std", "seeds", "clean_accuracy")
 
 
-class ReportError(RramfxError):
-    """A results folder or file cannot be read or rendered."""
-
-
 def load_results(out_dir: str | Path) -> dict[str, Any]:
     """The ``{"config": ..., "rows": [...]}`` record of a sweep folder."""
     path = Path(out_dir) / RESULTS_FILE
     if not path.is_file():
-        raise ReportError(f"no {RESULTS_FILE} in '{out_dir}': run `rramfx sweep --out {out_dir}` first")
+        raise ResultsFileError(f"no {RESULTS_FILE} in '{out_dir}': run `rramfx sweep --out {out_dir}` first")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ReportError(f"'{path}' is not valid JSON ({e}); delete it to recompute the sweep") from e
+        raise ResultsFileError(f"'{path}' is not valid JSON ({e}); delete it to recompute the sweep") from e
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ReportError(f"'{path}' is not an rramfx sweep record (no 'rows' list)")
+        raise ResultsFileError(f"'{path}' is not an rramfx sweep record (no 'rows' list)")
     return data
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import fx, nn
 
-from rramfx.errors import PlacementError
+from rramfx.errors import NotPreparedError
 
 __all__ = ["copy_graph_module", "require_meta", "rramfx_meta"]
 
@@ -32,11 +32,11 @@ def rramfx_meta(gm: fx.GraphModule) -> dict[str, Any]:
 
 
 def require_meta(gm: nn.Module, key: str, what_to_do: str) -> Any:
-    """Read one bookkeeping entry, or raise a PlacementError that says which step is missing."""
+    """Read one bookkeeping entry, or raise a `NotPreparedError` that says which step is missing."""
     meta = rramfx_meta(gm) if isinstance(gm, fx.GraphModule) else {}
     if key not in meta:
-        raise PlacementError(
-            f"this model has no rramfx {key!r} record ({type(gm).__name__}); {what_to_do}"
+        raise NotPreparedError(
+            f"gm ({type(gm).__name__}) has no rramfx {key!r} record; {what_to_do}"
         )
     return meta[key]
 
@@ -44,7 +44,7 @@ def require_meta(gm: nn.Module, key: str, what_to_do: str) -> Any:
 def copy_graph_module(gm: fx.GraphModule) -> fx.GraphModule:
     """A deep copy for a pass to edit, so that the caller's GraphModule stays as it was."""
     if not isinstance(gm, fx.GraphModule):
-        raise TypeError(
-            f"expected a torch.fx.GraphModule (from rramfx.trace or rramfx.prepare), got {type(gm).__name__}"
+        raise NotPreparedError(
+            f"gm must be a torch.fx.GraphModule (from rramfx.trace or rramfx.prepare), got {type(gm).__name__}"
         )
     return copy.deepcopy(gm)

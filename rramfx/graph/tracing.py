@@ -22,7 +22,7 @@ import torch
 from torch import fx, nn
 from torch.utils._pytree import tree_leaves
 
-from rramfx.errors import TraceError
+from rramfx.errors import ArgumentTypeError, TraceError
 from rramfx.graph.modules import is_weighted
 from rramfx.graph.record import rramfx_meta
 from rramfx.graph.shapes import as_args
@@ -122,7 +122,7 @@ def trace(
     ``.train()``/``.eval()``). What became a leaf and why is kept in ``gm.meta["rramfx"]``.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"rramfx.trace expects an nn.Module, got {type(model).__name__}")
+        raise ArgumentTypeError(f"rramfx.trace: model must be an nn.Module, got {type(model).__name__}")
     root = copy.deepcopy(model)
     root.eval()
     graph, auto_leaf_types = _trace_with_auto_leaves(root, set(leaf_modules))

@@ -19,10 +19,10 @@ from typing import Any
 
 from torch import nn
 
+from rramfx.errors import ModelSpecError
 from rramfx.models.mini_mobilenets import MiniMobileNet, mini_mobilenet
 from rramfx.models.mobilenet_v2 import InvertedResidual, MobileNetV2, mobilenetv2
 from rramfx.models.resnet import BasicBlock, CifarResNet, resnet20, resnet32, resnet56
-from rramfx.models.spec import ModelSpecError
 from rramfx.models.vgg import VGG, vgg11, vgg13, vgg16
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {

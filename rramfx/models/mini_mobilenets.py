@@ -23,7 +23,7 @@ class MiniMobileNet(nn.Module):
                  expansion: int = 6):
         super().__init__()
         if isinstance(bottlenecks, bool) or not isinstance(bottlenecks, int) or not 1 <= bottlenecks <= 64:
-            from rramfx.models.spec import ModelSpecError
+            from rramfx.errors import ModelSpecError
 
             raise ModelSpecError(f"mini_mobilenet needs 1 to 64 bottlenecks, got {bottlenecks!r}")
         widths = [scaled(c, width) for c in (16, 24, 32)]

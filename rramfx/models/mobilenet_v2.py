@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rramfx.errors import ModelSpecError
 from rramfx.models._common import make_divisible
-from rramfx.models.spec import ModelSpecError
 
 __all__ = ["CIFAR_STAGES", "InvertedResidual", "MobileNetV2", "conv_bn", "mobilenetv2"]
 

@@ -14,13 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from rramfx.errors import RramfxError
+from rramfx.errors import ModelSpecError
 
 __all__ = ["ModelSpecError", "create_model"]
-
-
-class ModelSpecError(RramfxError, ValueError):
-    """A model specification names no model that can be created."""
 
 
 def create_model(spec: str, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> nn.Module:

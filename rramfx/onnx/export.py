@@ -40,11 +40,10 @@ from torch import fx
 
 from rramfx.crossbar.chip import apply_faults, clear_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet
-from rramfx.errors import FaultError
+from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, OnnxError
 from rramfx.graph.modules import weighted_layers
 from rramfx.graph.record import require_meta, rramfx_meta
 from rramfx.onnx import meta as M
-from rramfx.onnx.meta import OnnxError
 
 __all__ = ["export_onnx", "onnx_fault_inputs"]
 
@@ -61,7 +60,7 @@ def onnx_fault_inputs(faults: FaultSet, onnx_path: str | Path | None = None) -> 
     With ``onnx_path`` the feed is checked against that file's fault-code inputs (names and shapes),
     and RRAM layers missing from ``faults`` get all-zero (healthy) codes, as `rramfx.apply_faults` does."""
     if not isinstance(faults, FaultSet):
-        raise FaultError(f"faults must be an rramfx.FaultSet, got {type(faults).__name__}")
+        raise ArgumentTypeError(f"faults must be an rramfx.FaultSet, got {type(faults).__name__}")
     feed = {f"{path}{M.CODES_SUFFIX}": codes.numpy().astype(np.uint8, copy=False) for path, codes in faults.items()}
     if onnx_path is None:
         return feed
@@ -105,11 +104,11 @@ def export_onnx(
     policy = rramfx_meta(gm).get("policy")
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
-        raise OnnxError("example_inputs must be a tensor or a tuple of tensors (batch first)")
+        raise ArgumentTypeError("example_inputs must be a tensor or a tuple of tensors (batch first)")
     tile = _check_tile(tile)
     mode = "none" if faults is None or faults == "none" else "inputs" if faults == "inputs" else "baked"
     if mode == "baked" and not isinstance(faults, FaultSet):
-        raise OnnxError(f"faults must be None, 'inputs' or an rramfx.FaultSet, got {faults!r}")
+        raise ArgumentError(f"faults must be None, 'inputs' or an rramfx.FaultSet, got {faults!r}")
 
     work = copy.deepcopy(gm).eval()
     layers = crossbar_layers(work)
@@ -129,7 +128,7 @@ def export_onnx(
     elif mode == "inputs":
         fault_model = fault_model if fault_model is not None else FaultModel()
         if not isinstance(fault_model, BaseFaultModel):
-            raise FaultError(f"fault_model must be an rramfx fault model, got {type(fault_model).__name__}")
+            raise ArgumentTypeError(f"fault_model must be an rramfx fault model, got {type(fault_model).__name__}")
         fault_meta = {"fault_model": fault_model.to_dict(),
                       "inputs": {p: f"{p}{M.CODES_SUFFIX}" for p in layers}}
 
@@ -179,9 +178,9 @@ def _check_tile(tile: Any) -> tuple[int, int]:
     try:
         rows, cols = (int(t) for t in tile)
     except (TypeError, ValueError):
-        raise OnnxError(f"tile must be (rows, cols) of positive ints, got {tile!r}") from None
+        raise ArgumentError(f"tile must be (rows, cols) of positive ints, got {tile!r}") from None
     if rows <= 0 or cols <= 0:
-        raise OnnxError(f"tile must be (rows, cols) of positive ints, got {tile!r}")
+        raise ArgumentError(f"tile must be (rows, cols) of positive ints, got {tile!r}")
     return rows, cols
 
 

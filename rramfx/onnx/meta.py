@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from rramfx.crossbar.tiling import geometry, macs, weight_fan
-from rramfx.errors import RramfxError
+from rramfx.errors import OnnxError, OnnxFileError
 
 __all__ = [
     "BATCH",
@@ -86,11 +86,6 @@ INHERIT_OPS = frozenset({
     "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
 })
 _CALL_SUFFIX = re.compile(r"@\d+$")
-
-
-class OnnxError(RramfxError):
-    """An ONNX export, partition or simulation cannot proceed (unexportable model, file without
-    rramfx metadata, bad feed); the message names the file or layer and what to do."""
 
 
 # ---- layers -----------------------------------------------------------------------------------------
@@ -208,12 +203,12 @@ def load_annotated(path: str | Path, load_weights: bool = True) -> onnx.ModelPro
 
     path = Path(path)
     if not path.is_file():
-        raise OnnxError(f"ONNX file '{path}' does not exist; write one with `rramfx export` or rramfx.export_onnx")
+        raise OnnxFileError(f"ONNX file '{path}' does not exist; write one with `rramfx export` or rramfx.export_onnx")
     try:
         model = onnx.load(str(path), load_external_data=load_weights)
     except Exception as e:
         reason = " ".join(str(e).split()) or type(e).__name__
-        raise OnnxError(f"'{path}' is not a readable ONNX model: {reason}") from e
+        raise OnnxFileError(f"'{path}' is not a readable ONNX model: {reason}") from e
     model_meta(model, path)  # raises when the rramfx keys are missing
     return model
 
@@ -223,7 +218,7 @@ def model_meta(model: onnx.ModelProto, where: str | Path = "model") -> dict[str,
     props = {p.key: p.value for p in model.metadata_props}
     missing = [k for k in (VERSION, PLACEMENT, FAULT_MODE) if k not in props]
     if missing:
-        raise OnnxError(
+        raise OnnxFileError(
             f"'{where}' has no rramfx metadata ({', '.join(missing)} missing): it was not written by "
             "rramfx.export_onnx. Export the prepared model with `rramfx export` or rramfx.export_onnx first."
         )

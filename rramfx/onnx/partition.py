@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rramfx.errors import OnnxError, OnnxFileError
 from rramfx.onnx import meta as M
-from rramfx.onnx.meta import OnnxError
 
 __all__ = [
     "FORMAT",
@@ -113,10 +113,10 @@ class Plan:
         out_dir = Path(out_dir)
         path = out_dir / MANIFEST
         if not path.is_file():
-            raise OnnxError(f"'{out_dir}' has no {MANIFEST}: partition a model there with rramfx.partition_onnx")
+            raise OnnxFileError(f"'{out_dir}' has no {MANIFEST}: partition a model there with rramfx.partition_onnx")
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT:
-            raise OnnxError(f"'{path}' is not an rramfx partition manifest (format {data.get('format')!r})")
+            raise OnnxFileError(f"'{path}' is not an rramfx partition manifest (format {data.get('format')!r})")
 
         def specs(items):
             return tuple(TensorSpec(**dict(t, shape=tuple(t["shape"]))) for t in items)

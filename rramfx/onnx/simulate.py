@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from rramfx.checks import trials_and_seed
 from rramfx.crossbar.faults import BaseFaultModel, chip_seed, draw_fault_set
-from rramfx.errors import FaultError
+from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
 from rramfx.onnx.export import onnx_fault_inputs
-from rramfx.onnx.meta import OnnxError
 
 __all__ = ["OrtMonteCarloResult", "ort_monte_carlo"]
 
@@ -82,7 +82,7 @@ def _batches(data: Any, batch_size: int) -> list[tuple[np.ndarray, np.ndarray | 
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in data):
         x, y = arr(data[0]), arr(data[1])
         if len(x) != len(y):
-            raise OnnxError(f"inputs and labels differ in length: {len(x)} and {len(y)}")
+            raise ArgumentError(f"data: inputs and labels differ in length: {len(x)} and {len(y)}")
         return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     out = []
     for batch in data:
@@ -138,9 +138,8 @@ def ort_monte_carlo(
     import onnxruntime as ort
 
     if not isinstance(fault_model, BaseFaultModel):
-        raise FaultError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise FaultError(f"trials must be a positive int, got {trials!r}")
+        raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
+    trials_and_seed(trials, seed)
     model, fault_rate, code_names = _inputs_export(onnx_path, fault_model)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -26,6 +26,7 @@ from typing import Any
 from torch import fx
 
 from rramfx.crossbar.faults import BaseFaultModel
+from rramfx.errors import ArgumentTypeError, SensitivityError
 from rramfx.evaluation.chips import BatchCache, MonteCarloResult, monte_carlo
 from rramfx.graph.modules import module_device
 from rramfx.graph.placement_report import placement
@@ -34,7 +35,6 @@ from rramfx.policy import Policy
 from rramfx.search.layer_sensitivity import (
     _CACHE_BYTES,
     LayerSensitivity,
-    SensitivityError,
     SensitivityReport,
     _check_args,
     _place_,
@@ -143,7 +143,7 @@ def _check_report(report: Any, fault_model: BaseFaultModel, trials: int, seed: i
                   paths: list[str]) -> SensitivityReport:
     """A sensitivity report given to the search must have measured the same chips on every layer."""
     if not isinstance(report, SensitivityReport):
-        raise SensitivityError(f"report must be an rramfx.SensitivityReport, got {type(report).__name__}")
+        raise ArgumentTypeError(f"report must be an rramfx.SensitivityReport, got {type(report).__name__}")
     differs = [f"{name} {mine!r} there, {theirs!r} here" for name, mine, theirs in (
         ("fault_model", report.fault_model, fault_model.to_dict()), ("trials", report.trials, trials),
         ("seed", report.seed, seed), ("fault_rate", report.fault_rate, p_prime)) if mine != theirs]

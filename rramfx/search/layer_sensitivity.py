@@ -30,7 +30,7 @@ from torch import fx
 
 from rramfx.checks import unit_rate
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel
-from rramfx.errors import RramfxError
+from rramfx.errors import ArgumentError, ArgumentTypeError, SensitivityError, UnknownLayerError
 from rramfx.evaluation.chips import BatchCache, MonteCarloResult, check_chip_args, evaluate, monte_carlo, split_batch
 from rramfx.graph.mac_count import count_macs
 from rramfx.graph.modules import kernel_label, module_device
@@ -43,20 +43,17 @@ from rramfx.policy import Policy
 _CACHE_BYTES = 2 << 30  # test batches kept on the model's device across layers, as monte_carlo does
 
 
-class SensitivityError(RramfxError, ValueError):
-    """An argument of `sensitivity` or `search_placement` is invalid (the message names it)."""
-
-
 # ---- argument checks -----------------------------------------------------------------------------
 
 
 def _check_args(gm: Any, loader: Any, fault_model: Any, trials: Any, seed: Any, fault_rate: Any, what: str) -> float:
     """Validate the arguments shared with `monte_carlo`; returns the p' to scale faulty weights with."""
-    check_chip_args(what, gm, fault_model, trials, seed, SensitivityError)
+    check_chip_args(what, gm, fault_model, trials, seed)
     if isinstance(loader, (str, bytes, torch.Tensor)) or not isinstance(loader, Iterable):
-        raise SensitivityError(f"loader must be a re-iterable of (inputs, labels) batches, got {type(loader).__name__}")
+        raise ArgumentTypeError(f"loader must be a re-iterable of (inputs, labels) batches, "
+                                f"got {type(loader).__name__}")
     if fault_rate is not None:
-        return unit_rate("fault_rate", fault_rate, SensitivityError)
+        return unit_rate("fault_rate", fault_rate)
     if isinstance(fault_model, FaultModel):
         return fault_model.sa1  # the sweep's choice: p' is the SA1 rate
     raise SensitivityError(
@@ -140,7 +137,7 @@ def _layer_macs(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, int]:
 def _first_inputs(batches: Iterable[Any]) -> torch.Tensor:
     for batch in batches:
         return split_batch(batch)[0]
-    raise ValueError("the loader yielded no samples")
+    raise ArgumentError("loader yielded no samples")
 
 
 def mac_share(macs: dict[str, int], layout: dict[str, str]) -> float:
@@ -207,7 +204,7 @@ class SensitivityReport:
         for row in self.layers:
             if row.path == path:
                 return row
-        raise KeyError(path)
+        raise UnknownLayerError(f"no weighted layer {path!r} in this sensitivity report")
 
     def ranking(self) -> list[str]:
         """Module paths, most sensitive first."""

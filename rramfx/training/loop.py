@@ -23,17 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from rramfx.errors import RramfxError
+from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
 from rramfx.graph.modules import module_device
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 _CKPT_FORMAT = "rramfx.TrainCheckpoint/1"
 _MODEL_FORMAT = "rramfx.PreparedModel/1"
-
-
-class TrainError(RramfxError):
-    """Training cannot go on: bad settings, a diverging loss, or a checkpoint that does not fit."""
 
 
 def _lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
@@ -93,14 +89,14 @@ def train(
     resumed run computes what an uninterrupted one would (loaders with ``set_epoch`` are told the epoch).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise TrainError(f"epochs must be a non-negative int, got {epochs!r}")
+        raise ArgumentError(f"epochs must be a non-negative int, got {epochs!r}")
     if schedule not in SCHEDULES:
-        raise TrainError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        raise ArgumentError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if not lr > 0:
-        raise TrainError(f"lr must be positive, got {lr!r}")
+        raise ArgumentError(f"lr must be positive, got {lr!r}")
     steps_per_epoch = len(train_loader) if hasattr(train_loader, "__len__") else None
     if not steps_per_epoch:
-        raise TrainError("train_loader must have a length (number of batches per epoch) of at least 1")
+        raise ArgumentError("train_loader must have a length (number of batches per epoch) of at least 1")
     device = module_device(gm)
     amp = device.type == "cuda" if amp is None else amp
     decay = [p for n, p in gm.named_parameters() if p.requires_grad and p.dim() > 1]
@@ -188,9 +184,9 @@ def _load_checkpoint(path: Path, gm: nn.Module, opt: torch.optim.Optimizer, sche
     try:
         data = torch.load(path, map_location=module_device(gm), weights_only=True)
     except Exception as e:
-        raise TrainError(f"cannot read training checkpoint '{path}': {e}. Delete it to start over.") from e
+        raise ModelFileError(f"cannot read training checkpoint '{path}': {e}. Delete it to start over.") from e
     if not isinstance(data, dict) or data.get("format") != _CKPT_FORMAT:
-        raise TrainError(f"'{path}' is not an rramfx training checkpoint; pass another checkpoint path")
+        raise ModelFileError(f"'{path}' is not an rramfx training checkpoint; pass another checkpoint path")
     if data["epochs"] != epochs or data["steps_per_epoch"] != steps_per_epoch:
         raise TrainError(
             f"training checkpoint '{path}' is from a run of {data['epochs']} epochs × {data['steps_per_epoch']} "
@@ -247,13 +243,14 @@ def load_prepared(path: str | Path, map_location: str | torch.device = "cpu", *,
 
     path = Path(path)
     if not path.is_file():
-        raise TrainError(f"model file '{path}' does not exist (write one with `rramfx train --out {path}`)")
+        raise ModelFileError(f"model file '{path}' does not exist (write one with `rramfx train --out {path}`)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise TrainError(f"cannot read model file '{path}': {e}") from e
+        raise ModelFileError(f"cannot read model file '{path}': {e}") from e
     if not isinstance(data, dict) or data.get("format") != _MODEL_FORMAT:
-        raise TrainError(f"'{path}' is not an rramfx trained model (written by rramfx.save_prepared / rramfx train)")
+        raise ModelFileError(f"'{path}' is not an rramfx trained model "
+                             "(written by rramfx.save_prepared / rramfx train)")
     if model is None:
         model = create_model(data["model"], **data["model_kwargs"]).eval()
     shape = data.get("input_shape")
