@@ -1,5 +1,5 @@
 """Annotate the exporter's unoptimised graph with rramfx keys, optimise it without losing them, and
-apply the device rule to the final graph (see `rramfx.onnx_export` for why in this order)."""
+apply the device rule to the final graph (see `rramfx.onnx.export` for why in this order)."""
 
 from __future__ import annotations
 
