@@ -95,14 +95,17 @@ class Hardware:
 
     @property
     def rram_ops_per_j(self) -> float:
+        """RRAM operations per joule (ISAAC's power efficiency)."""
         return self.rram_gops_per_w * 1e9
 
     @property
     def host_ops_per_s(self) -> float:
+        """Host throughput, operations per second."""
         return self.host_gops * 1e9
 
     @property
     def host_ops_per_j(self) -> float:
+        """Host operations per joule: its throughput over its power."""
         return self.host_ops_per_s / self.host_power_w
 
     @property

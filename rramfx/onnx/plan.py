@@ -101,6 +101,7 @@ class Plan:
         return None if any(s is None for s in sizes) else sum(sizes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest's content (JSON-ready): what `load` reads back."""
         return {"format": FORMAT, "source": self.source, "inputs": [asdict(t) for t in self.inputs],
                 "outputs": [asdict(t) for t in self.outputs], "segments": [asdict(s) for s in self.segments],
                 "transfers": [asdict(t) for t in self.transfers], "macs_per_sample": self.macs_per_sample,
