@@ -6,7 +6,7 @@ layers that train with DropConnect and evaluate under simulated stuck-at faults.
 """
 
 from rramfx import data, models, passes
-from rramfx.cost.estimate import CostReport, Hardware, estimate_cost
+from rramfx.cost.estimate import CostReport, estimate_cost
 from rramfx.crossbar.chip import (
     apply_faults,
     clear_faults,
@@ -16,6 +16,7 @@ from rramfx.crossbar.chip import (
     set_fault_rate,
 )
 from rramfx.crossbar.faults import SA0, SA1, BaseFaultModel, FaultModel, FaultSet, chip_seed, register_fault_model
+from rramfx.crossbar.hardware import Hardware
 from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import (
     ArgumentError,
@@ -51,9 +52,11 @@ from rramfx.experiment.report import write_report
 from rramfx.graph.modules import weighted_layers
 from rramfx.graph.placement_report import placement, summary
 from rramfx.graph.tracing import trace
-from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.export import export_onnx
+from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.inspect import inspect_onnx
-from rramfx.onnx.partition import Plan, partition_onnx, run_partitioned
+from rramfx.onnx.partition import partition_onnx, run_partitioned
+from rramfx.onnx.plan import Plan
 from rramfx.onnx.simulate import OrtMonteCarloResult, ort_monte_carlo
 from rramfx.policy import Policy
 from rramfx.preparation import prepare

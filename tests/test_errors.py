@@ -210,7 +210,7 @@ def test_bad_values_of_stage_arguments_are_argument_errors(prepared, data):
     for call, needle in ((lambda: rramfx.train(prepared, data, -1), "epochs must be"),
                          (lambda: rramfx.train(prepared, data, 1, lr=0), "lr must be"),
                          (lambda: rramfx.passes.widen_channels(traced, 0.5, X), "factor must be"),
-                         (lambda: rramfx.export_onnx(prepared, X, "never-written.onnx", tile=(0, 1)), "tile must be"),
+                         (lambda: rramfx.export_onnx(prepared, X, "never-written.onnx", tile=(0, 1)), r"tile\[0\]"),
                          (lambda: rramfx.recalibrate_bn(prepared, data, 0.1, batches=0), "batches must be"),
                          (lambda: rramfx.evaluate(prepared, []), "loader yielded no samples"),
                          (lambda: rramfx.monte_carlo(prepared, [], FM, trials=1, fault_rate=0.2),

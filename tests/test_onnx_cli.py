@@ -59,6 +59,23 @@ def test_export_with_a_baked_chip(tmp_path, capsys):
     assert sum(counts.values()) == cells and 0.1 < counts["SA1"] / cells < 0.3
 
 
+def test_export_and_cost_count_the_same_tiles(tmp_path, capsys):
+    """`rramfx export` and `rramfx cost` parse --tile/--cells-per-weight alike: the same tiles per layer."""
+    hw = ["--tile", "16x16", "--cells-per-weight", "2"]
+    out = tmp_path / "small.onnx"
+    assert main(["export", "--model", SPEC, "--out", str(out), "--input-size", "3,8,8", *hw]) == 0
+    assert main(["cost", SPEC, "--input-shape", "3,8,8", "--json", *hw]) == 0
+    report = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after export's "wrote ..." line
+    costed = {c["path"]: c["tiles"] for c in report["layers"] if c["device"] == "rram"}
+    model = onnx.load(out)
+    exported = {m["module"]: json.loads(m["crossbar"])["tiles"]
+                for n in model.graph.node for m in [node_meta(n)] if "crossbar" in m}
+    assert exported == costed == {"stem": 4, "dw": 16, "grouped": 20}
+    assert model_meta(model)["hardware"]["cells_per_weight"] == 2 and report["hardware"]["cells_per_weight"] == 2
+    assert main(["export", "--model", SPEC, "--out", str(out), "--tile", "16x0"]) == 2
+    assert "--tile must be two positive integers like 128x128, got '16x0'" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not hasattr(rramfx, "save_prepared"), reason="rramfx.save_prepared not present")
 def test_export_a_trained_model_file(tmp_path, capsys):
     torch.manual_seed(0)

@@ -17,8 +17,10 @@ from torch import nn
 
 import rramfx
 from rramfx import FaultModel, FaultSet, Policy
+from rramfx.crossbar.hardware import Hardware
 from rramfx.crossbar.tiling import tiles_for
-from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.export import export_onnx
+from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.meta import OnnxError, layer_info, model_meta, node_meta
 
 from .conftest import SmallNet, assert_unchanged, snapshot
@@ -111,9 +113,11 @@ def test_rram_nodes_carry_rates_crossbar_and_macs(small):
     stem, dw, grouped, pw = by_module["stem"], by_module["dw"], by_module["grouped"], by_module["pw"]
     assert (float(stem["drop_rate"]), float(stem["fault_rate"])) == (0.2, 0.1)
     assert float(stem["weight_scale"]) == pytest.approx(1 / 0.9)
-    assert json.loads(stem["crossbar"]) == {"rows": 27, "cols": 16, "groups": 1, "tile": [128, 128], "tiles": 1}
+    assert json.loads(stem["crossbar"]) == {"rows": 27, "cols": 16, "groups": 1, "tile": [128, 128],
+                                            "cells_per_weight": 1, "tiles": 1}
     assert json.loads(dw["crossbar"])["tiles"] == 2  # 16 groups of 9x1, 14 to a tile along the diagonal
-    assert json.loads(grouped["crossbar"]) == {"rows": 72, "cols": 8, "groups": 4, "tile": [128, 128], "tiles": 4}
+    assert json.loads(grouped["crossbar"]) == {"rows": 72, "cols": 8, "groups": 4, "tile": [128, 128],
+                                               "cells_per_weight": 1, "tiles": 4}
     assert json.loads(grouped["op"]) == {"type": "conv", "kernel": [3, 3], "groups": 4, "in": 32, "out": 32,
                                          "macs": 32 * 32 * 32 * 72}
     assert "crossbar" not in pw and "fault_rate" not in pw and json.loads(pw["op"])["macs"] == 32 * 32 * 32 * 16
@@ -125,9 +129,12 @@ def test_tile_count_rule():
     assert tiles_for(4608, 512, 1, (128, 128)) == 36 * 4
     assert tiles_for(9, 1, 960, (128, 128)) == 69  # 14 depthwise kernels per tile
     assert tiles_for(200, 8, 4, (128, 128)) == 4 * 2
-    info = layer_info(nn.Conv2d(64, 64, 3), "rram", (64, 32))
+    info = layer_info(nn.Conv2d(64, 64, 3), "rram", Hardware(tile=(64, 32)))
     assert json.loads(info["rramfx.crossbar"])["tiles"] == 9 * 2
-    assert "rramfx.crossbar" not in layer_info(nn.Linear(4, 2), "cpu", (128, 128))
+    info = layer_info(nn.Conv2d(64, 64, 3), "rram", Hardware(tile=(64, 32), cells_per_weight=2))
+    assert json.loads(info["rramfx.crossbar"])["tiles"] == 9 * 4  # 128 columns of cells
+    assert json.loads(info["rramfx.crossbar"])["cells_per_weight"] == 2
+    assert "rramfx.crossbar" not in layer_info(nn.Linear(4, 2), "cpu", Hardware())
 
 
 def test_model_metadata_round_trips_the_policy(small):
@@ -138,6 +145,7 @@ def test_model_metadata_round_trips_the_policy(small):
     dims = onnx.load(paths["baked"]).graph.input[0].type.tensor_type.shape.dim  # exported with a fixed batch
     assert [d.dim_value for d in dims] == [3, 3, 32, 32]
     assert Policy.from_dict(meta["policy"]) == POLICY
+    assert Hardware.from_dict(meta["hardware"]) == Hardware()  # the description the tiles were counted on
     assert meta["placement"] == rramfx.placement(gm)
     assert meta["fault_mode"] == "baked"
     assert meta["faults"] == {"fault_model": FM.to_dict(), "seed": 4, "counts": faults.counts()}
@@ -223,8 +231,14 @@ def test_errors_name_the_problem(small, tmp_path):
         export_onnx(rramfx.trace(SmallNet()), x, tmp_path / "a.onnx")
     with pytest.raises(rramfx.ArgumentError, match="faults must be None, 'inputs' or an rramfx.FaultSet"):
         export_onnx(gm, x, tmp_path / "a.onnx", faults="chip0")
-    with pytest.raises(rramfx.ArgumentError, match="tile must be"):
+    with pytest.raises(rramfx.ArgumentError, match=r"tile\[0\] must be an int >= 1, got 0"):
         export_onnx(gm, x, tmp_path / "a.onnx", tile=(0, 128))
+    with pytest.raises(rramfx.ArgumentError, match=r"tile must be \(rows, cols\)"):
+        export_onnx(gm, x, tmp_path / "a.onnx", tile="128x128")
+    with pytest.raises(rramfx.ArgumentTypeError, match="export_onnx: hardware must be an rramfx.Hardware, got dict"):
+        export_onnx(gm, x, tmp_path / "a.onnx", hardware={"tile": (64, 64)})
+    with pytest.raises(rramfx.ArgumentError, match="give hardware= or its tile= shorthand, not both"):
+        export_onnx(gm, x, tmp_path / "a.onnx", hardware=Hardware(), tile=(64, 64))
     host_only = rramfx.prepare(SmallNet(), Policy(conv_kxk="cpu"))
     with pytest.raises(OnnxError, match="no RRAM layer"):
         export_onnx(host_only, x, tmp_path / "a.onnx", faults="inputs")

@@ -14,7 +14,8 @@ import torch
 
 import rramfx
 from rramfx import FaultModel, Policy
-from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.export import export_onnx
+from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.meta import node_meta
 
 from .conftest import input_for, public_model_params

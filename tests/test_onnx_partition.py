@@ -12,10 +12,12 @@ import torch
 
 import rramfx
 from rramfx import FaultModel, Policy
-from rramfx.onnx.export import export_onnx, onnx_fault_inputs
+from rramfx.onnx.export import export_onnx
+from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.inspect import inspect_onnx
 from rramfx.onnx.meta import OnnxError
-from rramfx.onnx.partition import Plan, partition_onnx, run_partitioned
+from rramfx.onnx.partition import partition_onnx, run_partitioned
+from rramfx.onnx.plan import Plan
 
 from .conftest import SmallNet
 from .test_onnx_export import shared_dir

@@ -80,3 +80,9 @@ def test_inputs_only_and_errors(setup, tmp_path):
         ort_monte_carlo(clean, x, FM, trials=1, seed=0)
     with pytest.raises(rramfx.ArgumentError, match="trials must be a positive int"):
         ort_monte_carlo(path, x, FM, trials=0, seed=0)
+
+
+def test_empty_data_is_an_error(setup):
+    _, path, _, x, _ = setup
+    with pytest.raises(rramfx.ArgumentError, match="data holds no samples"):
+        ort_monte_carlo(path, x[:0], FM, trials=1, seed=0)

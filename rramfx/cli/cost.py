@@ -7,8 +7,8 @@ import warnings
 
 import torch
 
-from rramfx.cli.export import _tile
-from rramfx.cost.estimate import Hardware, estimate_cost
+from rramfx.cli.hardware import add_hardware_args, hardware_from_args
+from rramfx.cost.estimate import estimate_cost
 from rramfx.errors import ArgumentError
 from rramfx.models.spec import create_model
 from rramfx.policy import Policy
@@ -30,10 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shape of one input; C is also the model's input channels (default 3,32,32)")
     p.add_argument("--num-classes", type=int, default=10, help="number of outputs (default 10)")
     p.add_argument("--policy", help="policy file (.json or .toml); default: rramfx.Policy(), the paper's")
-    p.add_argument("--tile", default="128x128", help="crossbar array ROWSxCOLS (default 128x128)")
-    p.add_argument("--cells-per-weight", type=int, default=1,
-                   help="cells holding one weight (default 1: an 8-bit weight per cell)")
-    p.add_argument("--chips", type=int, default=64, help="accelerator chips (default 64)")
+    add_hardware_args(p, performance=True)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.set_defaults(run=run)
 
@@ -52,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from rramfx.preparation import prepare
 
     shape = _input_shape(args.input_shape)
-    hardware = Hardware(tile=_tile(args.tile), cells_per_weight=args.cells_per_weight, chips=args.chips)
+    hardware = hardware_from_args(args)
     policy = Policy.from_file(args.policy) if args.policy else Policy()
     reference = ":" not in args.model
     kwargs = {"width": args.width} if reference and args.width != 1.0 else {}

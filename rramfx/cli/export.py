@@ -6,6 +6,7 @@ import argparse
 import warnings
 
 from rramfx.cli.common import add_model_args, add_policy_args, model_from_args, policy_from_args
+from rramfx.cli.hardware import add_hardware_args, hardware_from_args
 from rramfx.errors import ArgumentError
 
 __all__ = ["register", "run"]
@@ -15,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="prepare a model and export it to annotated ONNX",
         description="Prepare a model with a policy and export it to ONNX with rramfx metadata on every "
-                    "node (device, module, crossbar tiling); fault codes baked in, as inputs, or none.")
+                    "node (device, module, crossbar tiling on --tile arrays with --cells-per-weight, as `rramfx cost` "
+                    "counts them); fault codes baked in, as inputs, or none.")
     add_model_args(p)
     add_policy_args(p)
     for action in p._actions:  # --trained replaces --model
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sa1", type=float, help="SA1 rate of the fault model (default: the policy's fault_rate)")
     p.add_argument("--sa0", type=float, default=0.0, help="SA0 rate of the fault model (default 0)")
     p.add_argument("--input-size", help="C,H,W of one example input (default: IN_CHANS,32,32)")
-    p.add_argument("--tile", default="128x128", help="crossbar tile ROWSxCOLS for tile counts (default 128x128)")
+    add_hardware_args(p, performance=False)
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--no-prescale", action="store_true",
                    help="clean graph only: keep RRAM weights as trained instead of x 1/(1-p')")
@@ -48,14 +50,6 @@ def _input_size(args: argparse.Namespace) -> tuple[int, ...]:
     if not size or any(v <= 0 for v in size):
         raise ArgumentError(f"--input-size must be positive integers like 3,32,32, got {args.input_size!r}")
     return size
-
-
-def _tile(text: str) -> tuple[int, int]:
-    try:
-        rows, cols = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ArgumentError(f"--tile must look like 128x128, got {text!r}") from None
-    return rows, cols
 
 
 def _prepared(args: argparse.Namespace):
@@ -92,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     mode = args.faults.strip().lower()
     if mode not in ("none", "inputs") and not mode.isdigit():
         raise ArgumentError(f"--faults must be 'inputs', 'none' or a non-negative integer seed, got {args.faults!r}")
-    tile = _tile(args.tile)
+    hardware = hardware_from_args(args)
     size = _input_size(args) if args.input_size is not None else None  # checked before the slow part
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -109,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             faults = None if mode == "none" else "inputs"
         path = export_onnx(gm, example, args.out, faults=faults, opset=args.opset, fault_model=fault_model,
-                           tile=tile, prescale=not args.no_prescale)
+                           hardware=hardware, prescale=not args.no_prescale)
     layers = crossbar_layers(gm)
     print(f"wrote {path}: {len(layers)} RRAM layers, fault mode "
           f"{'baked (seed ' + mode + ')' if mode.isdigit() else mode}, input {'x'.join(map(str, size))}")

@@ -4,9 +4,10 @@ The model is the one the VTS 2024 paper uses for its Table II, made explicit per
 
 - Only convolutions and linear layers cost anything; one multiply-accumulate (MAC) is 2 operations.
   MACs are counted from the output shapes of one forward pass on the example inputs.
-- An RRAM layer holds its unrolled weight matrix (`rramfx.crossbar_geometry`) in crossbar arrays of
+- An RRAM layer holds its unrolled weight matrix (`rramfx.crossbar.tiling`) in crossbar arrays of
   ``Hardware.tile`` cells, ``Hardware.cells_per_weight`` cells per weight (the paper: one 8-bit weight
-  per cell). Its latency and energy follow ISAAC's average efficiencies (Shafiee et al., ISCA 2016):
+  per cell); the ONNX export counts tiles from the same `rramfx.crossbar.hardware.Hardware`. Its
+  latency and energy follow ISAAC's average efficiencies (Shafiee et al., ISCA 2016):
   ops / (478.95 GOPs/s/mm² x chip area x chips) seconds and ops / 644.01 GOPs/W joules.
 - A host (CPU) layer takes ops / host throughput seconds at the host's power.
 - Layers run one after another: the model's latency and energy are the sums over its layers.
@@ -21,15 +22,22 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from rramfx.checks import positive_int, positive_number
+from rramfx.crossbar.hardware import (
+    ISAAC_CHIP_AREA_MM2,
+    ISAAC_GOPS_PER_MM2,
+    ISAAC_GOPS_PER_W,
+    PAPER_CHIPS,
+    Hardware,
+    resolve_hardware,
+)
 from rramfx.crossbar.tiling import geometry
-from rramfx.errors import ArgumentTypeError, CostError, NotPreparedError, UnknownLayerError
+from rramfx.errors import CostError, NotPreparedError, UnknownLayerError
 from rramfx.graph.mac_count import count_macs
 from rramfx.graph.modules import kernel_label
 from rramfx.graph.placement_report import placement
@@ -47,85 +55,6 @@ __all__ = [
     "LayerCost",
     "estimate_cost",
 ]
-
-#: ISAAC's computational efficiency (GOPs/s/mm²), power efficiency (GOPs/W) and chip area (mm²),
-#: and the number of chips of the configuration the VTS 2024 paper costs its networks on.
-ISAAC_GOPS_PER_MM2 = 478.95
-ISAAC_GOPS_PER_W = 644.01
-ISAAC_CHIP_AREA_MM2 = 85.4
-PAPER_CHIPS = 64
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """The accelerator and host a model is costed on; change it with ``dataclasses.replace``.
-
-    - ``tile``: crossbar array (rows, columns); ``cells_per_weight``: cells that hold one weight
-      (1: an 8-bit weight per cell, the paper's setting; 4 for 2-bit cells), side by side in a row.
-    - ``chips`` x ``chip_area_mm2`` at ``rram_gops_per_mm2`` (GOPs/s/mm²) and ``rram_gops_per_w``
-      (GOPs/W): the 64-chip ISAAC of the paper by default.
-    - ``host_gops`` (GOPs/s) and ``host_power_w`` (W): the CPU that runs the other layers. The default,
-      768 GOPs/s at 65 W, is the fp32 peak of an 8-core desktop CPU with two 256-bit FMA units per
-      core at 3 GHz (8 cores x 3e9 x 2 units x 8 lanes x 2 ops) and its power budget; peak like
-      ISAAC's figures, so neither side is favoured.
-    """
-
-    tile: tuple[int, int] = (128, 128)
-    cells_per_weight: int = 1
-    chips: int = PAPER_CHIPS
-    chip_area_mm2: float = ISAAC_CHIP_AREA_MM2
-    rram_gops_per_mm2: float = ISAAC_GOPS_PER_MM2
-    rram_gops_per_w: float = ISAAC_GOPS_PER_W
-    host_gops: float = 768.0
-    host_power_w: float = 65.0
-
-    def __post_init__(self) -> None:
-        tile = self.tile
-        if isinstance(tile, (str, bytes)) or not isinstance(tile, Iterable) or len(tile := tuple(tile)) != 2:
-            raise CostError(f"Hardware.tile must be (rows, cols) of one crossbar array, e.g. (128, 128), "
-                            f"got {self.tile!r}")
-        object.__setattr__(self, "tile", tuple(positive_int(f"Hardware.tile[{i}]", v, CostError)
-                                               for i, v in enumerate(tile)))
-        for name in ("cells_per_weight", "chips"):
-            positive_int(f"Hardware.{name}", getattr(self, name), CostError)
-        for name in ("chip_area_mm2", "rram_gops_per_mm2", "rram_gops_per_w", "host_gops", "host_power_w"):
-            object.__setattr__(self, name, positive_number(f"Hardware.{name}", getattr(self, name), CostError))
-
-    @property
-    def rram_ops_per_s(self) -> float:
-        """Throughput of all chips together, operations per second."""
-        return self.rram_gops_per_mm2 * 1e9 * self.chip_area_mm2 * self.chips
-
-    @property
-    def rram_ops_per_j(self) -> float:
-        return self.rram_gops_per_w * 1e9
-
-    @property
-    def host_ops_per_s(self) -> float:
-        return self.host_gops * 1e9
-
-    @property
-    def host_ops_per_j(self) -> float:
-        return self.host_ops_per_s / self.host_power_w
-
-    def describe(self) -> str:
-        """One line naming every figure the estimate uses."""
-        return (f"RRAM: {self.chips} chips x {self.chip_area_mm2:g} mm^2 at {self.rram_gops_per_mm2:g} GOPs/s/mm^2 "
-                f"({self.rram_ops_per_s / 1e12:,.0f} TOPs/s) and {self.rram_gops_per_w:g} GOPs/W, "
-                f"{self.tile[0]}x{self.tile[1]} arrays, cells per weight {self.cells_per_weight}; "
-                f"host: {self.host_gops:g} GOPs/s at {self.host_power_w:g} W")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tile": list(self.tile)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Hardware:
-        """The inverse of `to_dict`; unknown keys are an error naming them."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise CostError(f"unknown Hardware field(s) {', '.join(unknown)}; fields: {', '.join(names)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -257,9 +186,7 @@ def estimate_cost(
         placed = placement(gm)
     except NotPreparedError as e:
         raise NotPreparedError(f"estimate_cost: {e}") from e
-    hw = Hardware() if hardware is None else hardware
-    if not isinstance(hw, Hardware):
-        raise ArgumentTypeError(f"hardware must be an rramfx.cost.Hardware, got {type(hw).__name__}")
+    hw = resolve_hardware(hardware, where="estimate_cost")
     if all_on is not None and all_on not in DEVICES:
         raise CostError(f"all_on must be None (the model's placement), 'rram' or 'cpu', got {all_on!r}")
     args = as_args(example_inputs)
@@ -295,7 +222,7 @@ def _layer_cost(path: str, layer: nn.Module, device: str, calls: int, n_macs: in
     geo = geometry(layer)
     ops = 2 * n_macs
     if device == "rram":
-        tiles = geo.tiles(hw.tile, hw.cells_per_weight)
+        tiles = geo.tiles_on(hw)
         latency, energy = ops / hw.rram_ops_per_s, ops / hw.rram_ops_per_j
     else:
         tiles = 0

@@ -1,4 +1,5 @@
-"""The crossbar: how a layer's weight unrolls onto arrays, the fault models and fault sets a chip
+"""The crossbar: the hardware description (arrays, cells per weight, performance figures), how a
+layer's weight unrolls onto arrays, the fault models and fault sets a chip
 is drawn from, the DropConnect crossbar layers, and the operations that put faults on a prepared model."""
 
 from rramfx.crossbar.chip import (
@@ -20,6 +21,7 @@ from rramfx.crossbar.faults import (
     layer_rng,
     register_fault_model,
 )
+from rramfx.crossbar.hardware import Hardware
 from rramfx.crossbar.layers import CrossbarLayer, to_crossbar_layer, to_plain_layer
 from rramfx.crossbar.tiling import geometry, macs, tiles_for, weight_fan
 
@@ -30,6 +32,7 @@ __all__ = [
     "CrossbarLayer",
     "FaultModel",
     "FaultSet",
+    "Hardware",
     "apply_faults",
     "chip_seed",
     "clear_faults",

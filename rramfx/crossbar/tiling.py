@@ -1,9 +1,10 @@
 """How a weighted layer lies on crossbar arrays: its unrolled weight matrix, the tiles that hold it,
 and the multiply-accumulates one call costs.
 
-One place for these rules, because the ONNX annotation (`rramfx.onnx_meta`) and the cost model
-(`rramfx.cost`) must agree on them: a layer's tile count in an exported graph is the one its cost
-report shows.
+One place for these rules, because the ONNX annotation (`rramfx.onnx.meta`) and the cost model
+(`rramfx.cost`) must agree on them: both count a layer's tiles with `Geometry.tiles_on` from the same
+`rramfx.crossbar.hardware.Hardware` (array size and cells per weight), so a layer's tile count in an
+exported graph is the one its cost report shows.
 
 A convolution is programmed the way crossbar accelerators (ISAAC and the VTS 2024 paper's setting)
 map it: each output channel is a column, each (input channel, kernel tap) pair a row, so one group of
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from rramfx.crossbar.hardware import Hardware
 from rramfx.errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["KINDS", "Geometry", "geometry", "layer_kind", "macs", "tiles_for", "weight_fan"]
@@ -46,6 +48,11 @@ class Geometry:
         """Crossbar arrays of ``tile`` (rows, columns) needed for this layer, with each weight spread
         over ``cells_per_weight`` adjacent cells of a row (bit slicing widens every column)."""
         return tiles_for(self.rows, self.cols * cells_per_weight, self.groups, tile)
+
+    def tiles_on(self, hardware: Hardware) -> int:
+        """Crossbar arrays this layer occupies on ``hardware``: its ``tile`` and ``cells_per_weight``.
+        The count both the cost report and the ONNX annotation give."""
+        return self.tiles(hardware.tile, hardware.cells_per_weight)
 
 
 def layer_kind(layer: nn.Module) -> str:

@@ -16,12 +16,11 @@ about ``trials`` plain evaluations (see benchmarks/monte_carlo.py).
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import statistics
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -33,21 +32,7 @@ from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet, chip_se
 from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import ArgumentError, ArgumentTypeError, NotPreparedError
 from rramfx.graph.modules import module_device
-
-#: Two-sided 95% quantiles of Student's t distribution for 1..30 degrees of freedom.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
-
-
-def t_quantile_975(df: int) -> float:
-    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (normal-based beyond 30)."""
-    if df < 1:
-        return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+from rramfx.statistics import chip_statistics, t_quantile_975
 
 
 @dataclass(frozen=True)
@@ -56,7 +41,8 @@ class MonteCarloResult:
 
     ``accuracies[i]`` is chip ``i``'s, drawn with ``chip_seed(seed, i)``. ``std`` is the chip-to-chip
     standard deviation (n-1); ``ci95`` the 95% confidence interval of the *mean* over chips;
-    ``interval95`` the range holding the middle 95% of chips (2.5th to 97.5th percentile).
+    ``interval95`` the range holding the middle 95% of chips (2.5th to 97.5th percentile); they are
+    `rramfx.statistics.chip_statistics` of ``accuracies``, as for `rramfx.OrtMonteCarloResult`.
     ``fault_rate`` is the p' whose 1/(1-p') scale the RRAM weights were given.
     """
 
@@ -75,18 +61,11 @@ class MonteCarloResult:
     interval95: tuple[float, float] = field(init=False)
 
     def __post_init__(self) -> None:
-        acc = list(self.accuracies)
-        if not acc:
+        if not self.accuracies:
             raise ArgumentError("accuracies: a Monte-Carlo result needs at least one trial")
-        mean = statistics.fmean(acc)
-        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
-        half = t_quantile_975(len(acc) - 1) * std / math.sqrt(len(acc)) if len(acc) > 1 else 0.0
-        values = {
-            "mean": mean, "std": std, "min": min(acc), "max": max(acc), "ci95": (mean - half, mean + half),
-            "interval95": (_percentile(acc, 2.5), _percentile(acc, 97.5)),
-        }
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
+        stats = chip_statistics(self.accuracies)
+        for f in fields(stats):
+            object.__setattr__(self, f.name, getattr(stats, f.name))
 
     @property
     def trials(self) -> int:
@@ -108,15 +87,6 @@ class MonteCarloResult:
         return (f"{100 * self.mean:.2f}% ± {100 * self.std:.2f} over {self.trials} chips "
                 f"(min {100 * self.min:.2f}, max {100 * self.max:.2f}, 95% CI of mean "
                 f"{100 * self.ci95[0]:.2f}–{100 * self.ci95[1]:.2f})")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """Linear-interpolation percentile (NumPy's default method)."""
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 # ---- plain evaluation ----------------------------------------------------------------------------

@@ -20,7 +20,10 @@ Fault modes (``faults=``):
 - a `FaultSet`: that chip baked in, its codes as ``uint8`` initializers ``<layer>.fault_codes`` applied by
   ONNX ops (the fault model's own ``corrupt``, exported), then the 1/(1-p') scale.
 - ``"inputs"``: the codes of every RRAM layer are graph inputs ``<layer>.fault_codes``; feed them with
-  `onnx_fault_inputs`. One file simulates any number of chips.
+  `rramfx.onnx.feed.onnx_fault_inputs` (also importable from here). One file simulates any number of chips.
+
+Crossbar tiles (``rramfx.crossbar`` on RRAM nodes) are counted on a `rramfx.Hardware` (``hardware=``, or
+the ``tile=`` shorthand) by the rule the cost model uses, cells per weight included.
 """
 
 from __future__ import annotations
@@ -34,16 +37,17 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import fx
 
 from rramfx.crossbar.chip import apply_faults, clear_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet
-from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, OnnxError
+from rramfx.crossbar.hardware import Hardware, resolve_hardware
+from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.graph.modules import weighted_layers
 from rramfx.graph.record import require_meta, rramfx_meta
 from rramfx.onnx import meta as M
+from rramfx.onnx.feed import onnx_fault_inputs
 
 __all__ = ["export_onnx", "onnx_fault_inputs"]
 
@@ -51,33 +55,6 @@ if TYPE_CHECKING:
     import onnx_ir as ir
 
 _BINDINGS: dict[int, Any] = {}
-
-
-def onnx_fault_inputs(faults: FaultSet, onnx_path: str | Path | None = None) -> dict[str, np.ndarray]:
-    """The onnxruntime feed of a chip for a graph exported with ``faults="inputs"``:
-    ``{"<layer>.fault_codes": uint8 array}`` for every layer of ``faults``.
-
-    With ``onnx_path`` the feed is checked against that file's fault-code inputs (names and shapes),
-    and RRAM layers missing from ``faults`` get all-zero (healthy) codes, as `rramfx.apply_faults` does."""
-    if not isinstance(faults, FaultSet):
-        raise ArgumentTypeError(f"faults must be an rramfx.FaultSet, got {type(faults).__name__}")
-    feed = {f"{path}{M.CODES_SUFFIX}": codes.numpy().astype(np.uint8, copy=False) for path, codes in faults.items()}
-    if onnx_path is None:
-        return feed
-    model = M.load_annotated(onnx_path, load_weights=False)
-    meta = M.model_meta(model, onnx_path)
-    if meta["fault_mode"] != "inputs":
-        raise OnnxError(f"'{onnx_path}' takes no fault codes (fault mode {meta['fault_mode']!r}); "
-                        "export with faults='inputs'")
-    shapes = {i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim) for i in model.graph.input}
-    names = {f"{p}{M.CODES_SUFFIX}" for p in meta["faults"]["inputs"]}
-    for name, codes in feed.items():
-        if name not in names:
-            raise FaultError(f"the fault set has codes for '{name[: -len(M.CODES_SUFFIX)]}', which is not an "
-                             f"RRAM layer of '{onnx_path}'")
-        if codes.shape != shapes[name]:
-            raise FaultError(f"codes for '{name}' have shape {codes.shape}, '{onnx_path}' takes {shapes[name]}")
-    return {n: feed.get(n, np.zeros(shapes[n], np.uint8)) for n in sorted(names)}
 
 
 def export_onnx(
@@ -88,7 +65,8 @@ def export_onnx(
     opset: int | None = None,
     *,
     fault_model: BaseFaultModel | None = None,
-    tile: tuple[int, int] = (128, 128),
+    hardware: Hardware | None = None,
+    tile: tuple[int, int] | None = None,
     prescale: bool = True,
     dynamic_batch: bool = True,
 ) -> Path:
@@ -96,92 +74,123 @@ def export_onnx(
 
     ``example_inputs``: a tensor or tuple of tensors, batch first. ``faults``: ``None`` (clean deployment
     graph), a `FaultSet` (that chip baked in) or ``"inputs"`` (codes as graph inputs; ``fault_model``
-    chooses whose ``corrupt`` is exported, default `FaultModel`). ``tile``: crossbar size (rows, cols)
-    for the tile counts. ``dynamic_batch``: the batch dimension is symbolic (falls back to the example's
-    batch, with a warning, where torch.export cannot keep it dynamic). Returns the written path.
+    chooses whose ``corrupt`` is exported, default `FaultModel`). ``hardware``: the `rramfx.Hardware` the
+    crossbar tiles are counted on (array size and cells per weight; default ``Hardware()``), the same
+    description `rramfx.estimate_cost` takes, so both give every layer the same tile count; ``tile``
+    (rows, cols) is a shorthand for ``Hardware(tile=tile)``. ``dynamic_batch``: the batch dimension is
+    symbolic (falls back to the example's batch, with a warning, where torch.export cannot keep it
+    dynamic). Returns the written path.
     """
+    placement, policy, args, mode = _check_inputs(gm, example_inputs, faults)
+    hw = resolve_hardware(hardware, tile, where="export_onnx")
+    work = copy.deepcopy(gm).eval()
+    layers = crossbar_layers(work)
+    fault_meta, fault_model = _apply_fault_mode(work, layers, mode, faults, fault_model, prescale)
+    model, batch = _to_onnx(work, layers, args, fault_model if mode == "inputs" else None, opset, dynamic_batch)
+    infos = {p: M.layer_info(m, placement[p], hw) for p, m in weighted_layers(work).items() if p in placement}
+    _annotate(model, infos, placement, protect_faults=mode != "none")
+    model.metadata_props.update(_model_metadata(policy, placement, mode, hw, batch, fault_meta))
+    return _save_checked(model, Path(path))
+
+
+def _check_inputs(gm: fx.GraphModule, example_inputs: Any, faults: Any
+                  ) -> tuple[dict[str, str], Any, tuple[torch.Tensor, ...], str]:
+    """The placement and policy recorded on ``gm``, the example inputs as a tuple, and the fault mode
+    (``none``, ``baked`` or ``inputs``); a bad argument raises `OnnxError` naming it."""
     placement = require_meta(gm, "placement", "prepare the model with rramfx.prepare(model, policy) first")
     policy = rramfx_meta(gm).get("policy")
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     if not args or not all(isinstance(a, torch.Tensor) for a in args):
         raise ArgumentTypeError("example_inputs must be a tensor or a tuple of tensors (batch first)")
-    tile = _check_tile(tile)
     mode = "none" if faults is None or faults == "none" else "inputs" if faults == "inputs" else "baked"
     if mode == "baked" and not isinstance(faults, FaultSet):
         raise ArgumentError(f"faults must be None, 'inputs' or an rramfx.FaultSet, got {faults!r}")
+    return placement, policy, args, mode
 
-    work = copy.deepcopy(gm).eval()
-    layers = crossbar_layers(work)
+
+def _apply_fault_mode(
+    work: fx.GraphModule, layers: Mapping[str, torch.nn.Module], mode: str, faults: Any,
+    fault_model: BaseFaultModel | None, prescale: bool,
+) -> tuple[dict[str, Any] | None, BaseFaultModel | None]:
+    """Put the working copy in the state the graph of ``mode`` computes: clean weights (pre-scaled by
+    1/(1-p') with ``prescale``), a baked chip, or ready for codes as inputs. Returns the ``rramfx.faults``
+    metadata (None for a clean graph) and the fault model whose ``corrupt`` the inputs mode exports."""
     if mode != "none" and not layers:
         raise OnnxError("faults were asked for but this model has no RRAM layer (see rramfx.placement(gm))")
     if layers:
         clear_faults(work)
-    fault_meta: dict[str, Any] | None = None
-    if mode == "none" and prescale:
-        with torch.no_grad():
-            for layer in layers.values():
-                if layer.fault_rate > 0:
-                    layer.weight.mul_(1.0 / (1.0 - layer.fault_rate))
-    elif mode == "baked":
+    if mode == "none":
+        if prescale:
+            with torch.no_grad():
+                for layer in layers.values():
+                    if layer.fault_rate > 0:
+                        layer.weight.mul_(1.0 / (1.0 - layer.fault_rate))
+        return None, None
+    if mode == "baked":
         apply_faults(work, faults)
-        fault_meta = {"fault_model": faults.fault_model.to_dict(), "seed": faults.seed, "counts": faults.counts()}
-    elif mode == "inputs":
-        fault_model = fault_model if fault_model is not None else FaultModel()
-        if not isinstance(fault_model, BaseFaultModel):
-            raise ArgumentTypeError(f"fault_model must be an rramfx fault model, got {type(fault_model).__name__}")
-        fault_meta = {"fault_model": fault_model.to_dict(),
-                      "inputs": {p: f"{p}{M.CODES_SUFFIX}" for p in layers}}
+        return {"fault_model": faults.fault_model.to_dict(), "seed": faults.seed, "counts": faults.counts()}, None
+    fault_model = fault_model if fault_model is not None else FaultModel()
+    if not isinstance(fault_model, BaseFaultModel):
+        raise ArgumentTypeError(f"fault_model must be an rramfx fault model, got {type(fault_model).__name__}")
+    return {"fault_model": fault_model.to_dict(), "inputs": {p: f"{p}{M.CODES_SUFFIX}" for p in layers}}, fault_model
 
+
+def _to_onnx(work: fx.GraphModule, layers: Mapping[str, torch.nn.Module], args: tuple[torch.Tensor, ...],
+             code_model: BaseFaultModel | None, opset: int | None, dynamic_batch: bool) -> tuple[ir.Model, str]:
+    """The unoptimised ONNX model of the working copy and its batch (``dynamic`` or the fixed size);
+    with ``code_model`` (the inputs mode) every RRAM layer's codes are graph inputs applied by it."""
     codes_args: tuple[torch.Tensor, ...] = ()
     key = id(work)
-    if mode == "inputs":
-        codes_args = _bind_codes_as_inputs(work, layers, fault_model, key)
+    if code_model is not None:
+        codes_args = _bind_codes_as_inputs(work, layers, code_model, key)
     try:
         program, batch = _torch_export(work, args, codes_args, opset, dynamic_batch)
     finally:
         _BINDINGS.pop(key, None)
-    import onnx  # onnx, onnx_ir and onnxscript load when an export runs, not with ``import rramfx``
-    import onnx_ir as ir
-
-    from rramfx.onnx.optimize import optimize_annotated
-
     model = program.model
-    if mode == "inputs":
+    if code_model is not None:
         _rename_code_inputs(model, len(args), list(layers))
+    return model, batch
 
-    all_layers = weighted_layers(work)
-    infos = {p: M.layer_info(m, placement[p], tile) for p, m in all_layers.items() if p in placement}
-    optimize_annotated(model, infos, placement, protect_faults=mode != "none")
 
-    model.metadata_props.update({
+def _annotate(model: ir.Model, infos: Mapping[str, dict[str, str]], placement: Mapping[str, str],
+              protect_faults: bool) -> None:
+    """Write the layers' keys, optimise and apply the device rule (`rramfx.onnx.optimize`), in place."""
+    from rramfx.onnx.optimize import optimize_annotated  # onnx_ir and onnxscript load when an export runs
+
+    optimize_annotated(model, infos, placement, protect_faults=protect_faults)
+
+
+def _model_metadata(policy: Any, placement: Mapping[str, str], mode: str, hardware: Hardware, batch: str,
+                    fault_meta: dict[str, Any] | None) -> dict[str, str]:
+    """The model-level ``rramfx.*`` keys (see `rramfx.onnx.meta`)."""
+    props = {
         M.VERSION: _version(),
         M.POLICY: json.dumps(policy, sort_keys=True),
         M.PLACEMENT: json.dumps(dict(placement)),
         M.FAULT_MODE: mode,
-        M.TILE: f"{tile[0]}x{tile[1]}",
+        M.TILE: hardware.array,
+        M.HARDWARE: json.dumps(hardware.to_dict(), sort_keys=True),
         M.BATCH: batch,
-    })
+    }
     if fault_meta is not None:
-        model.metadata_props[M.FAULTS] = json.dumps(fault_meta, sort_keys=True)
+        props[M.FAULTS] = json.dumps(fault_meta, sort_keys=True)
+    return props
+
+
+def _save_checked(model: ir.Model, path: Path) -> Path:
+    """Serialise ``model``, check it with onnx.checker (full check) and only then write it to ``path``."""
+    import onnx
+    import onnx_ir as ir
+
     proto = ir.serde.serialize_model(model)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:  # pragma: no cover - a bug of the exporter or of rramfx
         raise OnnxError(f"the exported graph fails onnx.checker: {e}") from e
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
     return path
-
-
-def _check_tile(tile: Any) -> tuple[int, int]:
-    try:
-        rows, cols = (int(t) for t in tile)
-    except (TypeError, ValueError):
-        raise ArgumentError(f"tile must be (rows, cols) of positive ints, got {tile!r}") from None
-    if rows <= 0 or cols <= 0:
-        raise ArgumentError(f"tile must be (rows, cols) of positive ints, got {tile!r}")
-    return rows, cols
 
 
 def _version() -> str:

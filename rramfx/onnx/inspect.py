@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rramfx.onnx import meta as M
-from rramfx.onnx.partition import format_plan, make_plan
+from rramfx.onnx.plan import format_plan, make_plan
 
 __all__ = ["inspect_onnx"]
 
@@ -32,12 +32,14 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
     data = {
         "file": str(path), "version": meta["version"], "fault_mode": meta["fault_mode"],
         "faults": meta.get("faults"), "policy": meta.get("policy"), "batch": meta.get("batch"),
-        "tile": meta.get("tile"), "layers": dict(layers), "crossbar_tiles": tiles, "nodes": dict(nodes),
+        "tile": meta.get("tile"), "hardware": meta.get("hardware"), "layers": dict(layers),
+        "crossbar_tiles": tiles, "nodes": dict(nodes),
         "rram_mac_share": plan.macs_per_sample.get("rram", 0) / total if total else 0.0,
         **{k: v for k, v in plan.to_dict().items() if k not in ("format", "source")},
     }
     policy = meta.get("policy") or {}
     faults = meta.get("faults") or {}
+    cells = (meta.get("hardware") or {}).get("cells_per_weight", 1)
     fault_text = meta["fault_mode"]
     if faults:
         fm = {k: v for k, v in faults["fault_model"].items() if k != "kind"}
@@ -46,7 +48,8 @@ def inspect_onnx(path: str | Path) -> dict[str, Any]:
     head = [
         f"{path.name}: rramfx {meta['version']}, batch {meta.get('batch')}, fault mode {fault_text}",
         "policy: " + ", ".join(f"{k}={v}" for k, v in sorted(policy.items())),
-        f"weighted layers: {layers.get('rram', 0)} rram ({tiles:,} crossbar tiles of {meta.get('tile')}), "
+        f"weighted layers: {layers.get('rram', 0)} rram ({tiles:,} crossbar tiles of {meta.get('tile')}, "
+        f"{cells} cell{'s' if cells != 1 else ''} per weight), "
         f"{layers.get('cpu', 0)} cpu",
         f"nodes: {nodes.get('rram', 0)} rram, {nodes.get('cpu', 0)} cpu",
     ]

@@ -8,13 +8,15 @@ Keys on nodes (``NodeProto.metadata_props``):
   nodes that build its weight: fault application, padding of ``Conv2dSame``, weight standardisation).
 - ``rramfx.op`` (JSON, on the layer's Conv/Gemm/MatMul): type, kernel, groups, channels, MACs per sample.
 - ``rramfx.drop_rate``, ``rramfx.fault_rate``, ``rramfx.weight_scale`` (1/(1-p')) and ``rramfx.crossbar``
-  (JSON: rows x columns of one group's unrolled weight, groups, tile size, tile count), on RRAM layer ops.
+  (JSON: rows x columns of one group's unrolled weight, groups, tile size, cells per weight, tile count:
+  the count of `rramfx.crossbar.tiling.Geometry.tiles_on`, as in the cost report), on RRAM layer ops.
 - ``rramfx.role`` = ``fault`` on the nodes that apply fault codes to an RRAM weight.
 
 Model-level keys (``ModelProto.metadata_props``): ``rramfx.version``, ``rramfx.policy`` (JSON of
 `rramfx.Policy.to_dict`), ``rramfx.placement`` (JSON module path → device), ``rramfx.fault_mode``
-(``none`` | ``baked`` | ``inputs``), ``rramfx.faults`` (JSON, baked and inputs modes), ``rramfx.tile``,
-``rramfx.batch`` (``dynamic`` or the static batch size).
+(``none`` | ``baked`` | ``inputs``), ``rramfx.faults`` (JSON, baked and inputs modes), ``rramfx.tile``
+(``ROWSxCOLS``), ``rramfx.hardware`` (JSON of `rramfx.Hardware.to_dict`, the description the tiles were
+counted on), ``rramfx.batch`` (``dynamic`` or the static batch size).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from rramfx.crossbar.hardware import Hardware
 from rramfx.crossbar.tiling import geometry, macs, weight_fan
 from rramfx.errors import OnnxError, OnnxFileError
 
@@ -41,6 +44,7 @@ __all__ = [
     "FAULTS",
     "FAULT_MODE",
     "FAULT_RATE",
+    "HARDWARE",
     "INHERIT_OPS",
     "MAIN_OPS",
     "MODULE",
@@ -73,6 +77,7 @@ DROP_RATE, FAULT_RATE = "rramfx.drop_rate", "rramfx.fault_rate"
 SCALE, CROSSBAR = "rramfx.weight_scale", "rramfx.crossbar"
 VERSION, POLICY, PLACEMENT = "rramfx.version", "rramfx.policy", "rramfx.placement"
 FAULT_MODE, FAULTS, TILE, BATCH = "rramfx.fault_mode", "rramfx.faults", "rramfx.tile", "rramfx.batch"
+HARDWARE = "rramfx.hardware"
 CODES_SUFFIX = ".fault_codes"
 
 #: ONNX ops that compute a weighted layer's product with its weight.
@@ -90,8 +95,9 @@ _CALL_SUFFIX = re.compile(r"@\d+$")
 
 # ---- layers -----------------------------------------------------------------------------------------
 
-def layer_info(layer: nn.Module, device: str, tile: tuple[int, int]) -> dict[str, str]:
-    """The metadata of one weighted layer's main op (without MACs, which need the output shape)."""
+def layer_info(layer: nn.Module, device: str, hardware: Hardware) -> dict[str, str]:
+    """The metadata of one weighted layer's main op (without MACs, which need the output shape); an
+    RRAM layer's crossbar tiles are counted on ``hardware`` exactly as `rramfx.estimate_cost` counts them."""
     geo = geometry(layer)
     if geo.kind == "linear":
         op = {"type": "linear", "in": layer.in_features, "out": layer.out_features}
@@ -104,8 +110,9 @@ def layer_info(layer: nn.Module, device: str, tile: tuple[int, int]) -> dict[str
         info[DROP_RATE] = repr(float(getattr(layer, "drop_rate", 0.0)))
         info[FAULT_RATE] = repr(p)
         info[SCALE] = repr(1.0 / (1.0 - p))
-        info[CROSSBAR] = json.dumps({"rows": geo.rows, "cols": geo.cols, "groups": geo.groups, "tile": list(tile),
-                                     "tiles": geo.tiles(tile)})
+        info[CROSSBAR] = json.dumps({"rows": geo.rows, "cols": geo.cols, "groups": geo.groups,
+                                     "tile": list(hardware.tile), "cells_per_weight": hardware.cells_per_weight,
+                                     "tiles": geo.tiles_on(hardware)})
     return info
 
 
@@ -226,7 +233,7 @@ def model_meta(model: onnx.ModelProto, where: str | Path = "model") -> dict[str,
     for key, value in props.items():
         if key.startswith(PREFIX):
             short = key[len(PREFIX):]
-            out[short] = json.loads(value) if key in (POLICY, PLACEMENT, FAULTS) else value
+            out[short] = json.loads(value) if key in (POLICY, PLACEMENT, FAULTS, HARDWARE) else value
     return out
 
 

@@ -1,5 +1,5 @@
 """Annotate the exporter's unoptimised graph with rramfx keys, optimise it without losing them, and
-apply the device rule to the final graph (see `rramfx.onnx_export` for why in this order)."""
+apply the device rule to the final graph (see `rramfx.onnx.export` for why in this order)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import onnx_ir.passes.common as common_passes
 from onnxscript import rewriter
 from onnxscript.optimizer import _constant_folding
 
+from rramfx.errors import OnnxError
 from rramfx.onnx import meta as M
-from rramfx.onnx.meta import OnnxError
 
 __all__ = ["optimize_annotated"]
 

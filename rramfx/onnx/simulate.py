@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,9 @@ from rramfx.checks import trials_and_seed
 from rramfx.crossbar.faults import BaseFaultModel, chip_seed, draw_fault_set
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
-from rramfx.onnx.export import onnx_fault_inputs
+from rramfx.onnx.feed import onnx_fault_inputs
+from rramfx.onnx.plan import used_names
+from rramfx.statistics import ChipStatistics, chip_statistics
 
 __all__ = ["OrtMonteCarloResult", "ort_monte_carlo"]
 
@@ -52,16 +53,22 @@ class OrtMonteCarloResult:
         return len(self.seeds)
 
     @property
+    def statistics(self) -> ChipStatistics | None:
+        """Mean, spread, 95% CI of the mean and middle-95% range of the chip accuracies, computed as for
+        `rramfx.MonteCarloResult` (`rramfx.statistics.chip_statistics`); None without labels."""
+        return chip_statistics(self.accuracies) if self.accuracies else None
+
+    @property
     def mean(self) -> float:
         """Mean accuracy over chips (NaN without labels)."""
-        return statistics.fmean(self.accuracies) if self.accuracies else math.nan
+        stats = self.statistics
+        return stats.mean if stats else math.nan
 
     @property
     def std(self) -> float:
         """Chip-to-chip standard deviation of the accuracy (n-1; 0 for one chip, NaN without labels)."""
-        if not self.accuracies:
-            return math.nan
-        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+        stats = self.statistics
+        return stats.std if stats else math.nan
 
     def __str__(self) -> str:
         if self.accuracies is None:
@@ -78,18 +85,17 @@ def _batches(data: Any, batch_size: int) -> list[tuple[np.ndarray, np.ndarray | 
 
     if isinstance(data, (np.ndarray, torch.Tensor)):
         x = arr(data)
-        return [(x[i:i + batch_size], None) for i in range(0, len(x), batch_size)]
-    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in data):
+        out = [(x[i:i + batch_size], None) for i in range(0, len(x), batch_size)]
+    elif isinstance(data, tuple) and len(data) == 2 and all(isinstance(v, (np.ndarray, torch.Tensor)) for v in data):
         x, y = arr(data[0]), arr(data[1])
         if len(x) != len(y):
             raise ArgumentError(f"data: inputs and labels differ in length: {len(x)} and {len(y)}")
-        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    out = []
-    for batch in data:
-        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-            out.append((arr(batch[0]), arr(batch[1])))
-        else:
-            out.append((arr(batch), None))
+        out = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    else:
+        out = [(arr(b[0]), arr(b[1])) if isinstance(b, (tuple, list)) and len(b) >= 2 else (arr(b), None)
+               for b in data]
+    if not sum(len(x) for x, _ in out):
+        raise ArgumentError("data holds no samples: pass inputs, an (inputs, labels) pair or (x, y) batches")
     return out
 
 
@@ -98,18 +104,16 @@ def _split_by_chip(model: onnx.ModelProto, data_names: list[str]) -> tuple[onnx.
     this chip's faulty weights out: run once per chip) and the rest (run once per batch)."""
     from onnx.utils import Extractor
 
-    from rramfx.onnx.partition import _used_names
-
     nodes = list(model.graph.node)
     reached = set(data_names)
     chip_nodes = []
     for node in nodes:  # topological order
-        if any(x in reached for x in _used_names(node)):
+        if any(x in reached for x in used_names(node)):
             reached.update(node.output)
         else:
             chip_nodes.append(node)
     built = {o for n in chip_nodes for o in n.output}
-    cut = sorted({x for n in nodes if n not in chip_nodes for x in _used_names(n) if x in built}
+    cut = sorted({x for n in nodes if n not in chip_nodes for x in used_names(n) if x in built}
                  | {o.name for o in model.graph.output if o.name in built})
     codes = [i.name for i in model.graph.input if i.name not in data_names]
     extractor = Extractor(model)
@@ -135,12 +139,44 @@ def ort_monte_carlo(
     The graph is cut in two sessions: the nodes that read no data (fault codes → this chip's faulty,
     scaled weights) run once per chip, the rest once per batch, so a chip costs one weight corruption
     plus plain inference (as in `rramfx.monte_carlo`). The numbers are those of the whole graph."""
-    import onnxruntime as ort
-
     if not isinstance(fault_model, BaseFaultModel):
         raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
     trials_and_seed(trials, seed)
     model, fault_rate, code_names = _inputs_export(onnx_path, fault_model)
+    sessions = _open_sessions(model, code_names, providers, onnx_path)
+    batches = _batches(data, sessions.fixed or batch_size)
+    labelled = all(y is not None for _, y in batches)
+    start = time.perf_counter()
+    seeds = tuple(chip_seed(seed, i) for i in range(trials))
+    predictions = _predict_chips(sessions, batches, fault_model, seeds, progress)
+    accuracies = None
+    if labelled:
+        labels = np.concatenate([y for _, y in batches])
+        accuracies = tuple(float((chip == labels).mean()) for chip in predictions)
+    return OrtMonteCarloResult(predictions, accuracies, seeds, seed, json.loads(json.dumps(fault_model.to_dict())),
+                               fault_rate, predictions.shape[1], time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class _Sessions:
+    """The two onnxruntime sessions of a cut ``faults="inputs"`` graph (see `_split_by_chip`): ``chip``
+    turns fault codes into the names ``built`` (a chip's weights), ``data`` runs a batch of the input
+    ``data_name`` (``fixed``: the graph's static batch, None when dynamic). ``layers``: module path ->
+    a stand-in with the weight's shape, all that `draw_fault_set` reads of a layer."""
+
+    chip: Any
+    data: Any
+    built: list[str]
+    data_name: str
+    fixed: int | None
+    layers: dict[str, SimpleNamespace]
+
+
+def _open_sessions(model: onnx.ModelProto, code_names: dict[str, str], providers: Sequence[str] | None,
+                   onnx_path: str | Path) -> _Sessions:
+    """Cut ``model`` in its per-chip and per-batch parts and open a session on each."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     providers = list(providers or ["CPUExecutionProvider"])
@@ -150,34 +186,30 @@ def ort_monte_carlo(
     if len(data_names) != 1:
         raise OnnxError(f"ort_monte_carlo runs single-input models; '{onnx_path}' takes {data_names}")
     chip_model, data_model = _split_by_chip(model, data_names)
-    chip_session = ort.InferenceSession(chip_model.SerializeToString(), opts, providers=providers)
-    session = ort.InferenceSession(data_model.SerializeToString(), opts, providers=providers)
-    built = [o.name for o in chip_session.get_outputs()]
-    fixed = shapes[data_names[0]][0] if isinstance(shapes[data_names[0]][0], int) else None
-    batches = _batches(data, fixed or batch_size)
-    # The layers as draw_fault_set sees them: module path -> something with the weight's shape.
+    chip = ort.InferenceSession(chip_model.SerializeToString(), opts, providers=providers)
+    data = ort.InferenceSession(data_model.SerializeToString(), opts, providers=providers)
+    batch_dim = shapes[data_names[0]][0]
     layers = {p: SimpleNamespace(weight=torch.empty(shapes[name], device="meta")) for p, name in code_names.items()}
-    labelled = all(y is not None for _, y in batches)
-    labels = np.concatenate([y for _, y in batches]) if labelled else None
+    return _Sessions(chip, data, [o.name for o in chip.get_outputs()], data_names[0],
+                     batch_dim if isinstance(batch_dim, int) else None, layers)
+
+
+def _predict_chips(sessions: _Sessions, batches: list[tuple[np.ndarray, np.ndarray | None]],
+                   fault_model: BaseFaultModel, seeds: tuple[int, ...], progress: bool) -> np.ndarray:
+    """Class predictions ``[chip, sample]``: chip ``i`` is ``draw_fault_set(..., seeds[i])``, its weights
+    built once by the chip session, then every batch run through the data session."""
     samples = sum(len(x) for x, _ in batches)
-    start = time.perf_counter()
-    seeds = tuple(chip_seed(seed, i) for i in range(trials))
-    predictions = np.empty((trials, samples), dtype=np.int64)
-    accuracies = []
-    chips: Iterable[int] = range(trials)
+    predictions = np.empty((len(seeds), samples), dtype=np.int64)
+    chips: Iterable[int] = range(len(seeds))
     if progress:
         from tqdm.auto import tqdm
 
         chips = tqdm(chips, desc="chips (onnxruntime)", unit="chip", leave=False)
     for i in chips:
-        codes = onnx_fault_inputs(draw_fault_set(layers, fault_model, seeds[i]))
-        feed = dict(zip(built, chip_session.run(built, codes), strict=True))  # this chip's weights, once
-        _predict(session, feed, data_names[0], batches, fixed, predictions[i])
-        if labels is not None:
-            accuracies.append(float((predictions[i] == labels).mean()))
-    return OrtMonteCarloResult(predictions, tuple(accuracies) if labelled else None, seeds, seed,
-                               json.loads(json.dumps(fault_model.to_dict())), fault_rate, samples,
-                               time.perf_counter() - start)
+        codes = onnx_fault_inputs(draw_fault_set(sessions.layers, fault_model, seeds[i]))
+        feed = dict(zip(sessions.built, sessions.chip.run(sessions.built, codes), strict=True))
+        _predict(sessions.data, feed, sessions.data_name, batches, sessions.fixed, predictions[i])
+    return predictions
 
 
 def _inputs_export(onnx_path: str | Path, fault_model: BaseFaultModel) -> tuple[Any, float, dict[str, str]]:

@@ -1,0 +1,74 @@
+"""The statistics of a set of chip accuracies, shared by the PyTorch and the onnxruntime Monte-Carlo.
+
+A Monte-Carlo run evaluates one model on many simulated chips; what it reports is the spread over
+chips, never a single draw. `chip_statistics` computes that summary once, so that
+`rramfx.MonteCarloResult` and `rramfx.OrtMonteCarloResult` cannot drift apart: the mean, the
+chip-to-chip standard deviation (n-1), the extremes, the 95% confidence interval of the mean
+(Student's t) and the range that holds the middle 95% of chips (2.5th to 97.5th percentile).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rramfx.errors import ArgumentError
+
+__all__ = ["ChipStatistics", "chip_statistics", "percentile", "t_quantile_975"]
+
+#: Two-sided 95% quantiles of Student's t distribution for 1..30 degrees of freedom.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (normal-based beyond 30)."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ``values`` by linear interpolation (NumPy's default method),
+    without NumPy, so that the statistics need nothing beyond the standard library."""
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class ChipStatistics:
+    """Summary of the accuracies of a set of chips (fractions in [0, 1]).
+
+    ``std`` is the chip-to-chip standard deviation (n-1; 0 for one chip); ``ci95`` the 95% confidence
+    interval of the *mean* over chips; ``interval95`` the range holding the middle 95% of chips."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+    ci95: tuple[float, float]
+    interval95: tuple[float, float]
+
+
+def chip_statistics(accuracies: Sequence[float]) -> ChipStatistics:
+    """The `ChipStatistics` of ``accuracies`` (one per chip).
+
+    Why one function: the PyTorch and the onnxruntime Monte-Carlo results report the same figures and
+    must compute them the same way. An empty sequence raises `rramfx.ArgumentError` naming the argument."""
+    acc = list(accuracies)
+    if not acc:
+        raise ArgumentError("accuracies must hold at least one chip's accuracy, got none")
+    mean = statistics.fmean(acc)
+    std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+    half = t_quantile_975(len(acc) - 1) * std / math.sqrt(len(acc)) if len(acc) > 1 else 0.0
+    return ChipStatistics(mean, std, min(acc), max(acc), (mean - half, mean + half),
+                          (percentile(acc, 2.5), percentile(acc, 97.5)))
