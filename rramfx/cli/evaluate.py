@@ -11,7 +11,7 @@ from rramfx.crossbar.faults import FaultModel
 from rramfx.data.datasets import DataError, ImageLoader, load_dataset
 from rramfx.evaluation.chips import monte_carlo
 from rramfx.evaluation.recalibrate import recalibrate_bn
-from rramfx.training.loop import load_prepared
+from rramfx.training.saved import load_prepared
 
 __all__ = ["register", "run"]
 

@@ -15,7 +15,8 @@ from rramfx.graph.record import rramfx_meta
 from rramfx.models.spec import create_model
 from rramfx.policy import Policy
 from rramfx.preparation import prepare
-from rramfx.training.loop import SCHEDULES, save_prepared, train
+from rramfx.training.loop import SCHEDULES, train
+from rramfx.training.saved import save_prepared
 
 __all__ = ["model_kwargs", "register", "run"]
 

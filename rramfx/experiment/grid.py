@@ -38,7 +38,8 @@ from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.experiment.report import RESULTS_FILE, write_report
 from rramfx.graph.record import rramfx_meta
 from rramfx.policy import Policy
-from rramfx.training.loop import SCHEDULES, load_prepared, save_prepared, train
+from rramfx.training.loop import SCHEDULES, train
+from rramfx.training.saved import load_prepared, save_prepared
 
 _GRID = ("drop_rates", "fault_rates", "seeds")
 _FORMAT = "rramfx.Sweep/1"
