@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 import rramfx
-from rramfx.data.datasets import FASHION_MNIST_DIR, DataError, load_fashion_mnist
+from rramfx.data import FASHION_MNIST_DIR, DataError, load_fashion_mnist
 from rramfx.experiment.report import summarize
 
 DROP_RATES = (0.0, 0.3)

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 import rramfx
-from rramfx.data.datasets import ImageLoader, load_dataset
+from rramfx.data import ImageLoader, load_dataset
 
 VARIANTS = {"scale+recal": (True, True), "scale": (True, False), "recal": (False, True), "none": (False, False)}
 

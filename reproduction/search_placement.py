@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 import rramfx
-from rramfx.data.datasets import ImageLoader, load_dataset
+from rramfx.data import ImageLoader, load_dataset
 from rramfx.graph.record import rramfx_meta
 from rramfx.search.greedy_placement import search_placement
 from rramfx.search.layer_sensitivity import mac_share, pinned_policy, sensitivity

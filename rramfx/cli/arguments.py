@@ -6,7 +6,8 @@ import argparse
 
 import torch
 
-from rramfx.data.datasets import DATASETS, DataError
+from rramfx.data.datasets import DataError
+from rramfx.data.registry import DATASETS
 
 __all__ = ["add_data_args", "add_device_arg", "int_list", "rate_list", "resolve_device"]
 

@@ -8,7 +8,9 @@ import json
 
 from rramfx.cli.arguments import add_device_arg, rate_list, resolve_device
 from rramfx.crossbar.faults import FaultModel
-from rramfx.data.datasets import DataError, ImageLoader, load_dataset
+from rramfx.data.datasets import DataError
+from rramfx.data.loader import ImageLoader
+from rramfx.data.registry import load_dataset
 from rramfx.evaluation.chips import monte_carlo
 from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.training.saved import load_prepared

@@ -9,7 +9,8 @@ import torch
 
 from rramfx.cli.arguments import add_data_args, add_device_arg, resolve_device
 from rramfx.cli.common import add_model_args, add_policy_args, policy_from_args
-from rramfx.data.datasets import ImageLoader, load_dataset
+from rramfx.data.loader import ImageLoader
+from rramfx.data.registry import load_dataset
 from rramfx.evaluation.chips import evaluate
 from rramfx.graph.record import rramfx_meta
 from rramfx.models.spec import create_model

@@ -277,7 +277,8 @@ class _Data:
             self.in_chans = config.in_chans or 3
             self.test_loader: Iterable[Any] = loaders[1]
             return
-        from rramfx.data.datasets import ImageLoader, load_dataset
+        from rramfx.data.loader import ImageLoader
+        from rramfx.data.registry import load_dataset
 
         self.train_data = load_dataset(config.dataset, "train", config.data_dir).subset(config.train_subset, seed=0)
         test_data = load_dataset(config.dataset, "test", config.data_dir).subset(config.test_subset, seed=1)
@@ -290,7 +291,7 @@ class _Data:
         """The training loader of one training seed, and the loader that feeds BN recalibration."""
         if self.loaders is not None:
             return self.loaders[0], self.loaders[0]
-        from rramfx.data.datasets import ImageLoader
+        from rramfx.data.loader import ImageLoader
 
         c, data = self.config, self.train_data
         train_loader = ImageLoader(data, c.batch_size, shuffle=True, augment=c.augment, image_size=c.image_size,
