@@ -17,6 +17,7 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rramfx evaluate`` and its options to the subcommand parsers."""
     p = sub.add_parser(
         "evaluate", help="Monte-Carlo accuracy of a trained model on simulated faulty chips",
         description="Evaluate a model saved by `rramfx train` on TRIALS simulated chips per fault rate (one "
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate a saved model at every fault rate (`evaluate_cell`) and print a table or JSON."""
     device = resolve_device(args.device)
     gm, record = load_prepared(args.model_file, map_location=device)
     info = record["info"]

@@ -16,6 +16,7 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rramfx train`` and its options to the subcommand parsers."""
     p = sub.add_parser(
         "train", help="train a prepared model (DropConnect on its RRAM layers) and save it",
         description="Prepare a model with a policy, train it with DropConnect at the policy's drop rate on "
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train one cell (`train_cell`) from the command line, print its history and save the model."""
     device = resolve_device(args.device)
     spec = DataSpec(args.dataset, args.data_dir, args.image_size, args.train_subset, args.test_subset,
                     args.batch_size, augment=not args.no_augment)

@@ -62,10 +62,12 @@ class ImageData:
 
     @property
     def in_chans(self) -> int:
+        """Channels per image (1 for grey, 3 for colour)."""
         return int(self.images.shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """Height and width of the stored images."""
         return int(self.images.shape[2]), int(self.images.shape[3])
 
     def subset(self, n: int | None, seed: int = 0) -> ImageData:

@@ -61,6 +61,7 @@ class ImageLoader:
 
     @property
     def dataset(self) -> ImageData:
+        """The `ImageData` this loader batches."""
         return self.data
 
     def set_epoch(self, epoch: int) -> None:

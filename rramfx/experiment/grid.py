@@ -133,6 +133,7 @@ class SweepConfig:
             raise SweepError(f"SweepConfig.policy: {e}") from e
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready), as stored in ``results.json`` to check that a resumed sweep matches."""
         d = asdict(self)
         for name in _GRID:
             d[name] = list(d[name])
@@ -140,6 +141,7 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepConfig:
+        """The configuration of `to_dict`'s data; unknown settings raise `SweepError` naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -57,6 +57,7 @@ class SearchStep:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready)."""
         return dict(self.__dict__)
 
 
@@ -93,6 +94,7 @@ class PlacementSearch:
         return self.clean_accuracy - self.accuracy.mean
 
     def rram_layers(self) -> list[str]:
+        """Module paths the found placement puts on RRAM, in module order."""
         return [path for path, device in self.placement.items() if device == "rram"]
 
     def table(self, markdown: bool = False) -> str:

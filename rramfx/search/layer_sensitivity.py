@@ -113,9 +113,11 @@ class LayerSensitivity:
 
     @property
     def accuracy(self) -> float:
+        """Mean accuracy over the chips with this layer alone on faulty RRAM."""
         return self.result.mean
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready), the chip accuracies included."""
         return {"path": self.path, "kernel": self.kernel, "device": self.device, "macs": self.macs,
                 "accuracy": self.accuracy, "std": self.result.std, "drop": self.drop,
                 "accuracies": list(self.result.accuracies)}
