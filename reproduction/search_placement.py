@@ -37,8 +37,8 @@ import torch
 
 import rramfx
 from rramfx.data import ImageLoader, load_dataset
-from rramfx.graph import rramfx_meta
-from rramfx.search import search_placement
+from rramfx.graph.record import rramfx_meta
+from rramfx.search.greedy_placement import search_placement
 from rramfx.search.layer_sensitivity import mac_share, pinned_policy, sensitivity
 
 

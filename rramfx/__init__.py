@@ -67,7 +67,8 @@ from rramfx.search.layer_sensitivity import (
     pinned_policy,
     sensitivity,
 )
-from rramfx.training.loop import load_prepared, save_prepared, train
+from rramfx.training.loop import train
+from rramfx.training.saved import load_prepared, save_prepared
 from rramfx.version import __version__
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rramfx.data.datasets import (
+from rramfx.data import (
     FASHION_MNIST_DIR,
     DataError,
     ImageData,

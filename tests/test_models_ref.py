@@ -122,3 +122,23 @@ def test_bad_names_and_arguments():
     with pytest.raises(ModelSpecError, match="does not take these arguments"):
         models.create("vgg13", depth=3)
     assert "mini_mobilenet_<n>" in models.list_models()
+
+
+def test_model_recipe_is_the_one_width_rule():
+    wide = models.ModelRecipe("resnet20", num_classes=4, in_chans=1, width=1.5)
+    assert wide.reference and wide.model_kwargs() == {"num_classes": 4, "in_chans": 1, "width": 1.5}
+    base = rramfx.Policy(drop_rate=0.2)
+    assert wide.policy(base) is base  # built wide, so not widened again
+    assert count(wide.create()) == count(models.create("resnet20", num_classes=4, in_chans=1, width=1.5))
+    other = models.ModelRecipe("timm:resnet18", width=1.5)
+    assert not other.reference and other.model_kwargs() == {"num_classes": 10, "in_chans": 3}
+    assert other.policy(base) == rramfx.Policy(drop_rate=0.2, widen=1.5)
+    assert models.ModelRecipe("timm:resnet18").policy(base) is base  # width 1: nothing to widen
+    assert models.ModelRecipe("resnet20").model_kwargs() == {"num_classes": 10, "in_chans": 3}
+
+
+def test_registry_is_its_own_module():
+    from rramfx.models import registry
+
+    assert models.create is registry.create and models.list_models is registry.list_models
+    assert "resnet20" in registry.list_models() and type(create_model("vgg11")).__name__ == "VGG"

@@ -12,7 +12,8 @@ from torch import nn
 import rramfx
 from rramfx.graph.record import rramfx_meta
 from rramfx.search.greedy_placement import search_placement
-from rramfx.search.layer_sensitivity import SensitivityError, _layer_macs, sensitivity
+from rramfx.search.layer_sensitivity import SensitivityError, sensitivity
+from rramfx.search.working_copy import layer_macs
 
 from .conftest import SmallNet, assert_unchanged, snapshot
 from .tiny import TinyNet, _trained_state, loaders
@@ -190,8 +191,8 @@ def test_unprepared_model_is_refused(test_loader):
 def test_mac_count_of_grouped_depthwise_and_transposed_layers():
     torch.manual_seed(0)
     gm = rramfx.prepare(SmallNet(), rramfx.Policy()).eval()
-    macs = _layer_macs(gm, torch.randn(2, 3, 8, 8))
+    macs = layer_macs(gm, torch.randn(2, 3, 8, 8))
     assert macs == {"stem": 16 * 64 * 3 * 9, "dw": 16 * 64 * 1 * 9, "pw": 32 * 64 * 16,
                     "grouped": 32 * 64 * 8 * 9, "shortcut": 32 * 64 * 16, "head.2": 32 * 10}
     up = rramfx.prepare(nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)), rramfx.Policy()).eval()
-    assert _layer_macs(up, torch.randn(2, 4, 5, 5)) == {"0": 4 * 25 * 3 * 9}  # each input meets 6/2 kernels
+    assert layer_macs(up, torch.randn(2, 4, 5, 5)) == {"0": 4 * 25 * 3 * 9}  # each input meets 6/2 kernels

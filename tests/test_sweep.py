@@ -7,7 +7,7 @@ import math
 import pytest
 
 import rramfx
-import rramfx.experiment.grid as sweep_module
+import rramfx.experiment.cells as cells_module
 from rramfx.cli import main
 from rramfx.experiment.grid import SweepConfig, SweepError
 from rramfx.experiment.report import best_drop_rates, markdown_table, summarize
@@ -45,13 +45,13 @@ def test_tiny_sweep_writes_everything_and_resumes(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(sweep_module, "train", fail)
-    monkeypatch.setattr(sweep_module, "monte_carlo", fail)
+    monkeypatch.setattr(cells_module, "run_training", fail)
+    monkeypatch.setattr(cells_module, "monte_carlo", fail)
     assert _run(tmp_path) == rows  # nothing recomputed
 
     calls = []
     real_mc = rramfx.monte_carlo
-    monkeypatch.setattr(sweep_module, "monte_carlo", lambda *a, **k: calls.append(k) or real_mc(*a, **k))
+    monkeypatch.setattr(cells_module, "monte_carlo", lambda *a, **k: calls.append(k) or real_mc(*a, **k))
     more = _run(tmp_path, SweepConfig(**{**CONFIG.to_dict(), "fault_rates": (0.1,), "seeds": (0,)}))
     assert len(more) == 2 and len(calls) == 2  # one new cell per drop rate; the models are reloaded
     stored = json.loads((tmp_path / "results.json").read_text())

@@ -6,7 +6,8 @@ import torch
 
 import rramfx
 from rramfx.cli import main
-from rramfx.training.loop import TrainError, _lr_factor, load_prepared, save_prepared
+from rramfx.training.loop import TrainError, TrainOptions, lr_factor, run_training
+from rramfx.training.saved import load_prepared, save_prepared
 
 from .tiny import TinyNet, loaders
 
@@ -97,11 +98,23 @@ def test_bad_settings():
         rramfx.train(_fresh(), train, 1, lr=0)
 
 
+def test_options_object_trains_exactly_as_the_keywords():
+    train, _ = loaders(n_train=128)
+    by_keywords, by_options = _fresh(0.3), _fresh(0.3)
+    h1 = rramfx.train(by_keywords, train, 2, lr=0.05, schedule="onecycle", seed=2, progress=False)
+    h2 = run_training(by_options, train, TrainOptions(2, lr=0.05, schedule="onecycle", seed=2), progress=False)
+    assert [r["loss"] for r in h1] == [r["loss"] for r in h2] and len(h1) == 2
+    for k, v in by_keywords.state_dict().items():
+        assert torch.equal(v, by_options.state_dict()[k]), k
+    with pytest.raises(rramfx.ArgumentError, match="epochs must be a non-negative int, got 1.5"):
+        TrainOptions(1.5)
+
+
 def test_schedules():
-    assert _lr_factor("constant", 50, 100, 0) == 1.0
-    assert _lr_factor("cosine", 0, 100, 0) == 1.0 and abs(_lr_factor("cosine", 50, 100, 0) - 0.5) < 1e-12
-    assert _lr_factor("cosine", 100, 100, 0) == 0.0 and _lr_factor("cosine", 4, 100, 10) == 0.5
-    assert _lr_factor("onecycle", 0, 100, 0) == 0.04 and _lr_factor("onecycle", 30, 100, 0) == 1.0
+    assert lr_factor("constant", 50, 100, 0) == 1.0
+    assert lr_factor("cosine", 0, 100, 0) == 1.0 and abs(lr_factor("cosine", 50, 100, 0) - 0.5) < 1e-12
+    assert lr_factor("cosine", 100, 100, 0) == 0.0 and lr_factor("cosine", 4, 100, 10) == 0.5
+    assert lr_factor("onecycle", 0, 100, 0) == 0.04 and lr_factor("onecycle", 30, 100, 0) == 1.0
 
 
 def test_save_and_load_prepared(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import rramfx
-from rramfx.data.datasets import ImageLoader, synthetic
+from rramfx.data import ImageLoader, synthetic
 
 
 class TinyNet(nn.Module):

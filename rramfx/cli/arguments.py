@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from rramfx.data.datasets import DATASETS
+from rramfx.data.registry import DATASETS
 from rramfx.errors import ArgumentError
 
 __all__ = ["add_data_args", "add_device_arg", "int_list", "rate_list", "resolve_device"]
@@ -35,6 +35,7 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """Add the dataset options (name, folder, image size, subsets, batch size) ``train`` and ``sweep`` share."""
     p.add_argument("--dataset", required=required, choices=DATASETS, metavar="NAME",
                    help=f"dataset: {', '.join(DATASETS)}")
     p.add_argument("--data-dir", help="dataset directory (default: Debian's location for fashion-mnist, ./data else)")
@@ -45,10 +46,12 @@ def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (``auto`` picks CUDA when there is one)."""
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device ``--device`` names; a usage error (`DataError`) when it is not available."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -1,23 +1,23 @@
-"""``rramfx evaluate``: Monte-Carlo accuracy of a trained model on simulated faulty chips."""
+"""``rramfx evaluate``: Monte-Carlo accuracy of a trained model on simulated faulty chips, one
+`rramfx.experiment.cells.evaluate_cell` per fault rate (as a sweep evaluates its cells)."""
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
 from rramfx.cli.arguments import add_device_arg, rate_list, resolve_device
-from rramfx.crossbar.faults import FaultModel
-from rramfx.data.datasets import ImageLoader, load_dataset
+from rramfx.data.loader import ImageLoader
+from rramfx.data.registry import load_dataset
 from rramfx.errors import DataError
-from rramfx.evaluation.chips import monte_carlo
-from rramfx.evaluation.recalibrate import recalibrate_bn
-from rramfx.training.loop import load_prepared
+from rramfx.experiment.cells import Chips, Recalibration, evaluate_cell
+from rramfx.training.saved import load_prepared
 
 __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rramfx evaluate`` and its options to the subcommand parsers."""
     p = sub.add_parser(
         "evaluate", help="Monte-Carlo accuracy of a trained model on simulated faulty chips",
         description="Evaluate a model saved by `rramfx train` on TRIALS simulated chips per fault rate (one "
@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate a saved model at every fault rate (`evaluate_cell`) and print a table or JSON."""
     device = resolve_device(args.device)
     gm, record = load_prepared(args.model_file, map_location=device)
     info = record["info"]
@@ -59,16 +60,10 @@ def run(args: argparse.Namespace) -> int:
     recal = None
     if args.recalibrate:
         recal = ImageLoader(load_dataset(dataset, "train", data_dir), args.batch_size, shuffle=True, **common)
-    results = []
-    for rate in args.fault_rates:
-        sa0 = rate * args.sa0_fraction
-        fault_model = FaultModel(sa1=rate - sa0, sa0=sa0)
-        chip_model = copy.deepcopy(gm)
-        if recal is not None:
-            recalibrate_bn(chip_model, recal, fault_model.sa1, batches=args.recal_batches or None,
-                           progress=not args.quiet)
-        results.append(monte_carlo(chip_model, test, fault_model, args.trials, args.seed,
-                                   fault_rate=fault_model.sa1, progress=not args.quiet))
+    chips = Chips(args.trials, args.seed, args.sa0_fraction)
+    recalibration = Recalibration(args.recal_batches or None) if args.recalibrate else None
+    results = [evaluate_cell(gm, rate, chips, test, recalibration=recalibration, recal_loader=recal,
+                             progress=not args.quiet) for rate in args.fault_rates]
     if args.json:
         print(json.dumps([{"fault_rate": r_, **res.to_dict()} for r_, res in zip(args.fault_rates, results,
                                                                                   strict=True)], indent=1))

@@ -64,7 +64,7 @@ def _prepared(args: argparse.Namespace):
         return prepare(model_from_args(args).eval(), policy_from_args(args)).eval()
     if args.model is not None or args.policy is not None or args.drop_rate is not None:
         raise ArgumentError("--trained takes the model and its policy from the file; drop --model/--policy/--drop-rate")
-    from rramfx.training.loop import load_prepared
+    from rramfx.training.saved import load_prepared
 
     gm, record = load_prepared(args.trained)
     args.in_chans = int(record.get("model_kwargs", {}).get("in_chans", args.in_chans))

@@ -10,6 +10,7 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rramfx report`` to the subcommand parsers."""
     p = sub.add_parser(
         "report", help="re-render a sweep's tables and plots from its results.json",
         description="Read OUT/results.json (written by `rramfx sweep`) and write results.csv, summary.csv, "
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Re-render a sweep folder's tables and plots and print the markdown table."""
     paths = write_report(args.out)
     print(paths["markdown"].read_text(encoding="utf-8"))
     for name, path in paths.items():

@@ -15,6 +15,7 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rramfx sweep`` and its options to the subcommand parsers."""
     p = sub.add_parser(
         "sweep", help="drop rate × fault rate sweep with tables and heatmaps (resumable)",
         description="For every drop rate and training seed: prepare and train the model with DropConnect; "
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run (or resume) the sweep the options describe and print its markdown table."""
     policy = Policy.from_file(args.policy).to_dict() if args.policy else {}
     config = SweepConfig(
         model=args.model, dataset=args.dataset, drop_rates=args.drop_rates, fault_rates=args.fault_rates,

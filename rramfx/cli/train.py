@@ -1,26 +1,22 @@
-"""``rramfx train``: train a prepared model on a dataset and save it for ``rramfx evaluate``."""
+"""``rramfx train``: train a prepared model on a dataset and save it for ``rramfx evaluate``: one
+`rramfx.experiment.cells.train_cell`, the very computation a sweep makes for the same key."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-import torch
-
 from rramfx.cli.arguments import add_data_args, add_device_arg, resolve_device
 from rramfx.cli.common import add_model_args, add_policy_args, policy_from_args
-from rramfx.data.datasets import ImageLoader, load_dataset
-from rramfx.evaluation.chips import evaluate
-from rramfx.graph.record import rramfx_meta
-from rramfx.models.spec import create_model
-from rramfx.policy import Policy
-from rramfx.preparation import prepare
-from rramfx.training.loop import SCHEDULES, save_prepared, train
+from rramfx.experiment.cells import CellData, DataSpec, TrainKey, TrainSettings, train_cell
+from rramfx.models.recipe import ModelRecipe
+from rramfx.training.loop import SCHEDULES, TrainOptions
 
-__all__ = ["model_kwargs", "register", "run"]
+__all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``rramfx train`` and its options to the subcommand parsers."""
     p = sub.add_parser(
         "train", help="train a prepared model (DropConnect on its RRAM layers) and save it",
         description="Prepare a model with a policy, train it with DropConnect at the policy's drop rate on "
@@ -45,46 +41,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run, num_classes=None, in_chans=None)
 
 
-def model_kwargs(args: argparse.Namespace, num_classes: int, in_chans: int) -> dict:
-    kwargs = {"num_classes": num_classes, "in_chans": in_chans}
-    if args.width != 1.0 and ":" not in args.model:
-        kwargs["width"] = args.width  # a reference model, built wide; others get Policy.widen
-    return kwargs
-
-
 def run(args: argparse.Namespace) -> int:
+    """Train one cell (`train_cell`) from the command line, print its history and save the model."""
     device = resolve_device(args.device)
-    train_data = load_dataset(args.dataset, "train", args.data_dir).subset(args.train_subset, seed=0)
-    test_data = load_dataset(args.dataset, "test", args.data_dir).subset(args.test_subset, seed=1)
-    num_classes = args.num_classes or train_data.num_classes
-    in_chans = args.in_chans or train_data.in_chans
+    spec = DataSpec(args.dataset, args.data_dir, args.image_size, args.train_subset, args.test_subset,
+                    args.batch_size, augment=not args.no_augment)
     policy = policy_from_args(args)
-    if args.width != 1.0 and ":" in args.model:
-        policy = Policy.from_dict({**policy.to_dict(), "widen": args.width})
-    kwargs = model_kwargs(args, num_classes, in_chans)
-    common = {"image_size": args.image_size, "in_chans": in_chans, "device": device}
-    example = next(iter(ImageLoader(train_data.subset(2), 2, **{**common, "device": "cpu"})))[0]
-    torch.manual_seed(args.seed)
-    gm = prepare(create_model(args.model, **kwargs), policy, example_inputs=example).to(device)
-    train_loader = ImageLoader(train_data, args.batch_size, shuffle=True, augment=not args.no_augment,
-                               drop_last=len(train_data) > args.batch_size, seed=args.seed, **common)
-    test_loader = ImageLoader(test_data, max(256, args.batch_size), **common)
+    options = TrainOptions(args.epochs, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule)
+    data = CellData(spec, device, num_classes=args.num_classes, in_chans=args.in_chans)
+    key = TrainKey(ModelRecipe(args.model, data.num_classes, data.in_chans, args.width), policy.drop_rate, args.seed)
     out = Path(args.out)
     ckpt = out.with_name(out.name + ".ckpt")
-    print(f"training {args.model} on {args.dataset} ({len(train_data):,} images, {args.epochs} epochs) with "
+    print(f"training {args.model} on {args.dataset} ({len(data.train_data):,} images, {args.epochs} epochs) with "
           f"drop rate {policy.drop_rate:g} on {device}")
-    history = train(gm, train_loader, args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                    schedule=args.schedule, checkpoint=ckpt, resume=not args.no_resume, seed=args.seed,
-                    progress=not args.quiet)
-    for r in history:
+    trained = train_cell(key, TrainSettings(policy, options, spec), data, device=device, checkpoint=ckpt,
+                         resume=not args.no_resume, progress=not args.quiet)
+    for r in trained.history:
         print(f"epoch {r['epoch']:3d}: loss {r['loss']:.4f}, train accuracy {100 * r['train_accuracy']:.2f}%, "
               f"{r['seconds']:.1f} s")
-    clean = evaluate(gm, test_loader)
-    print(f"fault-free test accuracy: {100 * clean:.2f}% on {len(test_data):,} images")
-    save_prepared(out, gm, model=args.model, model_kwargs=kwargs, policy=rramfx_meta(gm).get("policy"),
-                  input_shape=tuple(example.shape[1:]),
-                  info={"dataset": args.dataset, "data_dir": args.data_dir, "image_size": args.image_size,
-                        "clean_accuracy": clean, "history": history, "seed": args.seed})
+    print(f"fault-free test accuracy: {100 * trained.clean_accuracy:.2f}% on {len(data.test_data):,} images")
+    trained.save(out, info={"dataset": args.dataset, "data_dir": args.data_dir, "image_size": args.image_size})
     ckpt.unlink(missing_ok=True)
     print(f"saved {out}")
     return 0

@@ -10,7 +10,8 @@ cumulative (equal-weight) average over the batches, so the result does not depen
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import fx, nn
 
 from rramfx.checks import unit_rate
 from rramfx.crossbar.chip import crossbar_layers
+from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import ArgumentError, FaultError, NotPreparedError
 from rramfx.graph.modules import module_device
 
@@ -55,6 +57,20 @@ def recalibrate_bn(
     multiplied by 1/(1-p') while the statistics are gathered, and the model is left with p' = 0 (no
     scale at inference), so BatchNorm alone absorbs the weights' lost magnitude.
     """
+    fault_rate, layers = _check_args(gm, fault_rate, batches)
+    norms = batchnorm_layers(gm)
+    with _recalibrating(gm, layers, norms, fault_rate, scale):
+        seen = _pass_batches(gm, loader, batches, seed, module_device(gm), f"BN recalibration p'={fault_rate:g}",
+                             progress)
+    if norms and seen == 0:
+        raise ArgumentError("recalibrate_bn: loader yielded no batches")
+    for m in layers.values():
+        m.fault_rate = fault_rate if scale else 0.0
+    return gm
+
+
+def _check_args(gm: Any, fault_rate: Any, batches: Any) -> tuple[float, dict[str, CrossbarLayer]]:
+    """Validate `recalibrate_bn`'s arguments; returns p' and the model's crossbar layers."""
     if not isinstance(gm, fx.GraphModule):
         raise NotPreparedError(f"recalibrate_bn: gm must be a prepared torch.fx.GraphModule, got {type(gm).__name__}")
     fault_rate = unit_rate("fault_rate", fault_rate)
@@ -67,12 +83,19 @@ def recalibrate_bn(
             f"a chip is applied to this model ({len(faulty)} RRAM layers have faults, e.g. '{faulty[0]}'); "
             "recalibrate_bn prepares for the expected fault rate, not one chip: call rramfx.clear_faults(gm) first"
         )
-    norms = batchnorm_layers(gm)
-    device = module_device(gm)
+    return fault_rate, layers
+
+
+@contextmanager
+def _recalibrating(gm: nn.Module, layers: dict[str, CrossbarLayer], norms: dict[str, nn.Module],
+                   fault_rate: float, scale: bool) -> Iterator[None]:
+    """Algorithm 1's state for the ``with`` block: everything in eval mode except DropConnect at p' on
+    the RRAM layers (without the 1/(1-p') scale when not ``scale``) and BatchNorm layers accumulating
+    fresh statistics as an equal-weight average. Afterwards the drop rates, weights and BN momenta are
+    as before and ``gm`` is in eval mode, also when the block raises."""
     saved_drop = {path: m.drop_rate for path, m in layers.items()}
     saved_momentum = {path: m.momentum for path, m in norms.items()}
     saved_weight = {} if scale else {path: m.weight.detach().clone() for path, m in layers.items()}
-    seen = 0
     try:
         gm.eval()
         for m in layers.values():
@@ -84,7 +107,7 @@ def recalibrate_bn(
             m.reset_running_stats()
             m.momentum = None  # cumulative moving average: every batch weighs the same
             m.train()
-        seen = _pass_batches(gm, loader, batches, seed, device, f"BN recalibration p'={fault_rate:g}", progress)
+        yield
     finally:
         for path, m in layers.items():
             m.drop_rate = saved_drop[path]
@@ -93,11 +116,6 @@ def recalibrate_bn(
         for path, m in norms.items():
             m.momentum = saved_momentum[path]
         gm.eval()
-    if norms and seen == 0:
-        raise ArgumentError("recalibrate_bn: loader yielded no batches")
-    for m in layers.values():
-        m.fault_rate = fault_rate if scale else 0.0
-    return gm
 
 
 def _pass_batches(gm: nn.Module, loader: Iterable[Any], batches: int | None, seed: int, device: torch.device,

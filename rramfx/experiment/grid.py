@@ -17,7 +17,6 @@ differences between drop rates are not blurred by different chips.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -33,12 +32,23 @@ from torch import fx, nn
 from rramfx.checks import unit_rate
 from rramfx.crossbar.faults import FaultModel
 from rramfx.errors import ArgumentTypeError, ResultsFileError, RramfxError, SweepError, TrainError
-from rramfx.evaluation.chips import evaluate, monte_carlo
-from rramfx.evaluation.recalibrate import recalibrate_bn
+from rramfx.evaluation.chips import MonteCarloResult
+from rramfx.experiment.cells import (
+    CellData,
+    Chips,
+    DataSpec,
+    Recalibration,
+    TrainKey,
+    TrainSettings,
+    cell_policy,
+    evaluate_cell,
+    train_cell,
+)
 from rramfx.experiment.report import RESULTS_FILE, write_report
-from rramfx.graph.record import rramfx_meta
+from rramfx.models.recipe import ModelRecipe
 from rramfx.policy import Policy
-from rramfx.training.loop import SCHEDULES, load_prepared, save_prepared, train
+from rramfx.training.loop import SCHEDULES, TrainOptions
+from rramfx.training.saved import load_prepared
 
 _GRID = ("drop_rates", "fault_rates", "seeds")
 _FORMAT = "rramfx.Sweep/1"
@@ -119,6 +129,7 @@ class SweepConfig:
             raise SweepError(f"SweepConfig.policy: {e}") from e
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready), as stored in ``results.json`` to check that a resumed sweep matches."""
         d = asdict(self)
         for name in _GRID:
             d[name] = list(d[name])
@@ -126,6 +137,7 @@ class SweepConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepConfig:
+        """The configuration of `to_dict`'s data; unknown settings raise `SweepError` naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -138,21 +150,36 @@ class SweepConfig:
 
     def fault_model(self, fault_rate: float) -> FaultModel:
         """The chips of one fault rate: SA1 and SA0 cells in the configured proportion."""
-        sa0 = fault_rate * self.sa0_fraction
-        return FaultModel(sa1=fault_rate - sa0, sa0=sa0)
+        return self.chips().fault_model(fault_rate)
 
-    def cell_policy(self, drop_rate: float) -> Policy:
-        """The policy a model of this drop rate is prepared with."""
-        d = dict(self.policy)
-        d["drop_rate"] = drop_rate
-        d["fault_rate"] = 0.0
+    def chips(self) -> Chips:
+        """The simulated chips every cell is evaluated on."""
+        return Chips(self.trials, self.chip_seed, self.sa0_fraction)
+
+    def base_policy(self) -> Policy:
+        """The policy every cell starts from: ``policy`` with no fault rate, and 1x1 convolutions on
+        RRAM (``rram_1x1``) or 1x1 shortcuts padded to 3x3 (``pad_shortcuts``) when asked."""
+        d = {**self.policy, "fault_rate": 0.0}
         if self.rram_1x1:
             d["conv_1x1"] = "rram"
         if self.pad_shortcuts:
             d["pad_1x1"] = ["shortcut"]
-        if self.width != 1.0 and ":" in self.model:
-            d["widen"] = self.width  # reference models are built wide instead
         return Policy.from_dict(d)
+
+    def cell_policy(self, drop_rate: float) -> Policy:
+        """The policy a model of this drop rate is prepared with (`rramfx.experiment.cells.cell_policy`)."""
+        return cell_policy(TrainKey(ModelRecipe(self.model, width=self.width), drop_rate, 0), self.base_policy())
+
+    def train_settings(self) -> TrainSettings:
+        """What the sweep's trainings share: base policy, optimiser settings and data."""
+        data = DataSpec(self.dataset, self.data_dir, self.image_size, self.train_subset, self.test_subset,
+                        self.batch_size, self.augment)
+        options = TrainOptions(self.epochs, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule)
+        return TrainSettings(self.base_policy(), options, data)
+
+    def recalibration(self, seed: int) -> Recalibration | None:
+        """BN recalibration of a model of training seed ``seed`` (None when ``recalibrate`` is off)."""
+        return Recalibration(self.recal_batches, seed) if self.recalibrate else None
 
 
 def _key(row: Mapping[str, Any]) -> tuple[float, float, int]:
@@ -176,15 +203,6 @@ def _check_compatible(stored: Mapping[str, Any], config: SweepConfig, path: Path
         )
 
 
-def _default_model(config: SweepConfig, num_classes: int, in_chans: int) -> nn.Module:
-    from rramfx.models.spec import create_model
-
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
-    if config.width != 1.0 and ":" not in config.model:
-        kwargs["width"] = config.width  # a reference model, built wide (other models: Policy.widen)
-    return create_model(config.model, **kwargs)
-
-
 def sweep(
     config: SweepConfig,
     out_dir: str | Path,
@@ -202,50 +220,123 @@ def sweep(
     ``model_fn``: builds the untrained model instead of ``config.model`` (which then only labels it);
     it is called once per (drop rate, seed) after seeding torch with the seed. ``log`` gets one line per
     finished step (None: silent); ``progress`` shows tqdm bars for training, recalibration and chips.
+    Each (drop rate, seed) is one `train_cell`, each fault rate of it one `evaluate_cell`.
     """
     if not isinstance(config, SweepConfig):
         raise ArgumentTypeError(f"sweep: config must be an rramfx.SweepConfig, got {type(config).__name__}")
-    out_dir = Path(out_dir)
-    (out_dir / "models").mkdir(parents=True, exist_ok=True)
-    results_path = out_dir / RESULTS_FILE
-    rows = _stored_rows(results_path, config)
-    done = {_key(r) for r in rows}
-    stored_rows = len(rows)
+    folder = _Folder(Path(out_dir), config)
     say = log or (lambda _msg: None)
-    device = torch.device(device)
-    data = _Data(config, device, loaders)
-
-    def save_rows() -> None:
-        merged = config.to_dict()  # with the grid of everything in the file, not only of this call
-        for name, column in (("drop_rates", "drop_rate"), ("fault_rates", "fault_rate"), ("seeds", "seed")):
-            merged[name] = sorted({r[column] for r in rows} | set(merged[name]))
-        _write_json(results_path, {"format": _FORMAT, "config": merged, "rows": rows})
-
+    run = _Run(config, folder, torch.device(device), loaders, model_fn, progress, say)
     cells = [(d, s) for d in config.drop_rates for s in config.seeds]
     for n, (drop, seed) in enumerate(cells, 1):
-        todo = [f for f in config.fault_rates if (round(drop, 6), round(f, 6), seed) not in done]
-        if not todo:
-            continue
-        train_loader, recal_loader = data.train_loaders(seed)
-        gm, clean, train_seconds = _trained(config, drop, seed, out_dir, device, train_loader, data.test_loader,
-                                            data.num_classes, data.in_chans, model_fn, progress)
-        say(f"[{n}/{len(cells)}] drop rate {drop:g}, seed {seed}: fault-free accuracy {100 * clean:.2f}%"
-            + (f" (trained in {train_seconds:.0f} s)" if train_seconds else " (trained earlier)"))
-        for fault in todo:
-            row = _evaluate_cell(config, gm, drop, fault, seed, recal_loader, data.test_loader, progress)
-            row.update(clean_accuracy=clean, train_seconds=train_seconds)
-            rows.append(row)
-            done.add(_key(row))
-            save_rows()
-            say(f"    fault rate {fault:g}: {100 * row['accuracy']:.2f}% ± {100 * row['chip_std']:.2f} over "
-                f"{row['trials']} chips ({row['eval_seconds']:.1f} s)")
-    if rows and (len(rows) > stored_rows or not (out_dir / "best_drop_rate.png").is_file()):
-        save_rows()
-        paths = write_report(out_dir)
+        todo = folder.missing(drop, seed)
+        if todo:
+            run.cell(drop, seed, todo, f"[{n}/{len(cells)}]")
+    if folder.rows and (len(folder.rows) > folder.stored or not (folder.path / "best_drop_rate.png").is_file()):
+        folder.save()
+        paths = write_report(folder.path)
         say(f"report: {', '.join(str(p) for p in paths.values())}")
-    wanted = {(round(d, 6), round(f, 6), s)
-              for d in config.drop_rates for f in config.fault_rates for s in config.seeds}
-    return [r for r in rows if _key(r) in wanted]
+    return folder.wanted()
+
+
+class _Folder:
+    """A sweep's output folder: the result rows (those stored earlier first), which are missing, and
+    ``results.json``, rewritten after every new row."""
+
+    def __init__(self, path: Path, config: SweepConfig):
+        self.path, self.config = path, config
+        (path / "models").mkdir(parents=True, exist_ok=True)
+        self.results = path / RESULTS_FILE
+        self.rows = _stored_rows(self.results, config)
+        self.done = {_key(r) for r in self.rows}
+        self.stored = len(self.rows)
+
+    def missing(self, drop: float, seed: int) -> list[float]:
+        """The configured fault rates that have no row for (``drop``, ``seed``) yet."""
+        return [f for f in self.config.fault_rates if (round(drop, 6), round(f, 6), seed) not in self.done]
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.done.add(_key(row))
+        self.save()
+
+    def save(self) -> None:
+        merged = self.config.to_dict()  # with the grid of everything in the file, not only of this call
+        for name, column in (("drop_rates", "drop_rate"), ("fault_rates", "fault_rate"), ("seeds", "seed")):
+            merged[name] = sorted({r[column] for r in self.rows} | set(merged[name]))
+        _write_json(self.results, {"format": _FORMAT, "config": merged, "rows": self.rows})
+
+    def wanted(self) -> list[dict[str, Any]]:
+        """The rows of this call's grid."""
+        c = self.config
+        wanted = {(round(d, 6), round(f, 6), s) for d in c.drop_rates for f in c.fault_rates for s in c.seeds}
+        return [r for r in self.rows if _key(r) in wanted]
+
+
+class _Run:
+    """The cells of one sweep call: their data, settings and device, and how one (drop rate, seed) is
+    trained (or reloaded) and evaluated at its missing fault rates."""
+
+    def __init__(self, config: SweepConfig, folder: _Folder, device: torch.device,
+                 loaders: tuple[Iterable[Any], Iterable[Any]] | None, model_fn: Callable[[], nn.Module] | None,
+                 progress: bool, say: Callable[[str], None]):
+        self.config, self.folder, self.device, self.model_fn, self.progress, self.say = (
+            config, folder, device, model_fn, progress, say)
+        self.settings = config.train_settings()
+        self.data = CellData(self.settings.data, device, num_classes=config.num_classes, in_chans=config.in_chans,
+                             loaders=loaders)
+
+    def key(self, drop: float, seed: int) -> TrainKey:
+        recipe = ModelRecipe(self.config.model, self.data.num_classes, self.data.in_chans, self.config.width)
+        return TrainKey(recipe, drop, seed)
+
+    def cell(self, drop: float, seed: int, fault_rates: list[float], label: str) -> None:
+        """Train (or reload) the model of (``drop``, ``seed``) and add one row per fault rate."""
+        gm, clean, train_seconds = self.trained(self.key(drop, seed))
+        self.say(f"{label} drop rate {drop:g}, seed {seed}: fault-free accuracy {100 * clean:.2f}%"
+                 + (f" (trained in {train_seconds:.0f} s)" if train_seconds else " (trained earlier)"))
+        recal_loader = self.data.recal_loader(seed)
+        for fault in fault_rates:
+            start = time.perf_counter()
+            result = evaluate_cell(gm, fault, self.config.chips(), self.data.test_loader,
+                                   recalibration=self.config.recalibration(seed), recal_loader=recal_loader,
+                                   progress=self.progress)
+            row = _row(drop, fault, seed, result, clean, train_seconds, time.perf_counter() - start)
+            self.folder.add(row)
+            self.say(f"    fault rate {fault:g}: {100 * row['accuracy']:.2f}% ± {100 * row['chip_std']:.2f} over "
+                     f"{row['trials']} chips ({row['eval_seconds']:.1f} s)")
+
+    def trained(self, key: TrainKey) -> tuple[fx.GraphModule, float, float]:
+        """The trained model of ``key``, its fault-free accuracy and training seconds (0 when it was
+        loaded from ``models/``, where a newly trained one is saved)."""
+        path = self.folder.path / "models" / f"drop{key.drop_rate:g}_seed{key.seed}.pt"
+        if path.is_file():
+            custom = None
+            if self.model_fn is not None:
+                torch.manual_seed(key.seed)
+                custom = self.model_fn()
+            gm, record = load_prepared(path, map_location=self.device, model=custom)
+            return gm, float(record["info"]["clean_accuracy"]), 0.0
+        ckpt = path.with_suffix(".ckpt")
+        trained = train_cell(key, self.settings, self.data, device=self.device, checkpoint=ckpt,
+                             model_fn=self.model_fn, progress=self.progress)
+        trained.save(path)
+        ckpt.unlink(missing_ok=True)
+        if math.isnan(trained.clean_accuracy):
+            raise TrainError(f"drop rate {key.drop_rate:g}, seed {key.seed}: the trained model's accuracy is NaN")
+        return trained.gm, trained.clean_accuracy, trained.seconds
+
+
+def _row(drop: float, fault: float, seed: int, result: MonteCarloResult, clean: float, train_seconds: float,
+         eval_seconds: float) -> dict[str, Any]:
+    """One result row of ``results.json`` (the chip accuracies included)."""
+    return {
+        "drop_rate": drop, "fault_rate": fault, "seed": seed, "accuracy": result.mean,
+        "chip_std": result.std, "chip_min": result.min, "chip_max": result.max,
+        "ci95_low": result.ci95[0], "ci95_high": result.ci95[1], "clean_accuracy": clean,
+        "trials": result.trials, "samples": result.samples, "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds, "accuracies": list(result.accuracies),
+    }
 
 
 def _stored_rows(results_path: Path, config: SweepConfig) -> list[dict[str, Any]]:
@@ -259,100 +350,6 @@ def _stored_rows(results_path: Path, config: SweepConfig) -> list[dict[str, Any]
         raise ResultsFileError(f"'{results_path}' is not valid JSON ({e}); delete it to start over") from e
     _check_compatible(stored.get("config", {}), config, results_path)
     return list(stored.get("rows", []))
-
-
-class _Data:
-    """The sweep's data: the configured dataset's loaders, or the caller's ``(train, test)`` loaders."""
-
-    def __init__(self, config: SweepConfig, device: torch.device,
-                 loaders: tuple[Iterable[Any], Iterable[Any]] | None):
-        self.config, self.device, self.loaders = config, device, loaders
-        if loaders is not None:
-            self.num_classes = config.num_classes or 10
-            self.in_chans = config.in_chans or 3
-            self.test_loader: Iterable[Any] = loaders[1]
-            return
-        from rramfx.data.datasets import ImageLoader, load_dataset
-
-        self.train_data = load_dataset(config.dataset, "train", config.data_dir).subset(config.train_subset, seed=0)
-        test_data = load_dataset(config.dataset, "test", config.data_dir).subset(config.test_subset, seed=1)
-        self.num_classes = config.num_classes or self.train_data.num_classes
-        self.in_chans = config.in_chans or self.train_data.in_chans
-        self.test_loader = ImageLoader(test_data, max(256, config.batch_size), image_size=config.image_size,
-                                       in_chans=self.in_chans, device=device)
-
-    def train_loaders(self, seed: int) -> tuple[Iterable[Any], Iterable[Any]]:
-        """The training loader of one training seed, and the loader that feeds BN recalibration."""
-        if self.loaders is not None:
-            return self.loaders[0], self.loaders[0]
-        from rramfx.data.datasets import ImageLoader
-
-        c, data = self.config, self.train_data
-        train_loader = ImageLoader(data, c.batch_size, shuffle=True, augment=c.augment, image_size=c.image_size,
-                                   in_chans=self.in_chans, drop_last=len(data) > c.batch_size, seed=seed,
-                                   device=self.device)
-        recal_loader = ImageLoader(data, c.batch_size, shuffle=True, image_size=c.image_size, in_chans=self.in_chans,
-                                   seed=seed + 7777, device=self.device)
-        return train_loader, recal_loader
-
-
-def _evaluate_cell(config: SweepConfig, gm: fx.GraphModule, drop: float, fault: float, seed: int,
-                   recal_loader: Iterable[Any], test_loader: Iterable[Any], progress: bool) -> dict[str, Any]:
-    """One result row: a copy of the trained model, recalibrated for the fault rate (when configured),
-    evaluated on the sweep's chips."""
-    start = time.perf_counter()
-    chip_model = copy.deepcopy(gm)
-    p_prime = config.fault_model(fault).sa1
-    if config.recalibrate:
-        recalibrate_bn(chip_model, recal_loader, p_prime, batches=config.recal_batches, seed=seed, progress=progress)
-    result = monte_carlo(chip_model, test_loader, config.fault_model(fault), config.trials, config.chip_seed,
-                         fault_rate=p_prime, progress=progress)
-    return {
-        "drop_rate": drop, "fault_rate": fault, "seed": seed, "accuracy": result.mean,
-        "chip_std": result.std, "chip_min": result.min, "chip_max": result.max,
-        "ci95_low": result.ci95[0], "ci95_high": result.ci95[1], "clean_accuracy": None,
-        "trials": result.trials, "samples": result.samples, "train_seconds": None,
-        "eval_seconds": time.perf_counter() - start, "accuracies": list(result.accuracies),
-    }
-
-
-def _trained(config: SweepConfig, drop: float, seed: int, out_dir: Path, device: torch.device,
-             train_loader: Iterable[Any], test_loader: Iterable[Any], num_classes: int, in_chans: int,
-             model_fn: Callable[[], nn.Module] | None, progress: bool) -> tuple[fx.GraphModule, float, float]:
-    """The trained model of one (drop rate, seed): loaded when saved earlier, else trained and saved."""
-    path = out_dir / "models" / f"drop{drop:g}_seed{seed}.pt"
-    if path.is_file():
-        custom = None
-        if model_fn is not None:
-            torch.manual_seed(seed)
-            custom = model_fn()
-        gm, record = load_prepared(path, map_location=device, model=custom)
-        return gm, float(record["info"]["clean_accuracy"]), 0.0
-    torch.manual_seed(seed)
-    model = model_fn() if model_fn is not None else _default_model(config, num_classes, in_chans)
-    from rramfx.preparation import prepare
-
-    policy = config.cell_policy(drop)
-    example = None
-    if getattr(policy, "structural", False):  # widening and padding read tensor shapes
-        example = next(iter(train_loader))[0][:2].cpu()
-    gm = prepare(model, policy, example_inputs=example).to(device)
-    ckpt = path.with_suffix(".ckpt")
-    start = time.perf_counter()
-    history = train(gm, train_loader, config.epochs, lr=config.lr, weight_decay=config.weight_decay,
-                    schedule=config.schedule, checkpoint=ckpt, seed=seed, progress=progress)
-    seconds = time.perf_counter() - start
-    clean = evaluate(gm, test_loader)
-    kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
-    if config.width != 1.0 and ":" not in config.model:
-        kwargs["width"] = config.width
-    save_prepared(path, gm, model=config.model, model_kwargs=kwargs, policy=rramfx_meta(gm).get("policy"),
-                  input_shape=tuple(example.shape[1:]) if example is not None else None,
-                  info={"clean_accuracy": clean, "history": history, "train_seconds": seconds})
-    ckpt.unlink(missing_ok=True)
-    if math.isnan(clean):
-        raise TrainError(f"drop rate {drop:g}, seed {seed}: the trained model's accuracy is NaN")
-    return gm, clean, seconds
 
 
 __all__ = ["SweepConfig", "SweepError", "sweep"]

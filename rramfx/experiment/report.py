@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rramfx.errors import ReportError, ResultsFileError
+from rramfx.tables import table_lines
 
 RESULTS_FILE = "results.json"
 ROW_COLUMNS = ("drop_rate", "fault_rate", "seed", "accuracy", "chip_std", "chip_min", "chip_max", "ci95_low",
@@ -88,26 +89,26 @@ def markdown_table(summary: list[dict[str, Any]], title: str = "") -> str:
     best = best_drop_rates(summary)
     seeds = max((s["seeds"] for s in summary), default=1)
     spread = "std over training seeds" if seeds > 1 else "std over chips"
+    rows = [[f"p = {d:g}", *(_cell_text(cells.get((d, f)), seeds, best.get(f) == d) for f in faults)]
+            for d in drops]
     lines = [f"### {title}", ""] if title else []
-    lines.append("| drop rate \\ fault rate | " + " | ".join(f"{100 * f:g}%" for f in faults) + " |")
-    lines.append("|---|" + "---:|" * len(faults))
-    for d in drops:
-        row = [f"p = {d:g}"]
-        for f in faults:
-            s = cells.get((d, f))
-            if s is None:
-                row.append("–")
-                continue
-            err = s["seed_std"] if seeds > 1 else s["chip_std"]
-            text = f"{100 * s['accuracy']:.2f}" + ("" if math.isnan(err) else f" ± {100 * err:.2f}")
-            row.append(f"**{text}**" if best.get(f) == d else text)
-        lines.append("| " + " | ".join(row) + " |")
+    lines += table_lines(["drop rate \\ fault rate", *(f"{100 * f:g}%" for f in faults)], rows,
+                         "<" + ">" * len(faults), markdown=True, pad=False)
     lines += ["", f"Accuracy in % (mean over simulated chips, averaged over {seeds} training seed"
               f"{'s' if seeds > 1 else ''}); ± is the {spread}. Bold: best drop rate for that fault rate."]
     chip = [s["chip_std"] for s in summary if s["fault_rate"] > 0]
     if chip and seeds > 1:
         lines.append(f"Mean chip-to-chip std: {100 * statistics.fmean(chip):.2f} points.")
     return "\n".join(lines) + "\n"
+
+
+def _cell_text(s: Mapping[str, Any] | None, seeds: int, best: bool) -> str:
+    """One cell of `markdown_table`: accuracy ± spread in %, bold for the best drop rate, – when missing."""
+    if s is None:
+        return "–"
+    err = s["seed_std"] if seeds > 1 else s["chip_std"]
+    text = f"{100 * s['accuracy']:.2f}" + ("" if math.isnan(err) else f" ± {100 * err:.2f}")
+    return f"**{text}**" if best else text
 
 
 def write_csv(rows: Iterable[Mapping[str, Any]], path: str | Path, columns: Iterable[str]) -> Path:

@@ -3,12 +3,16 @@ device, and the weight a weight-standardised convolution really computes with.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 __all__ = [
     "WEIGHTED_TYPES",
     "effective_weight",
+    "eval_mode",
     "is_conv",
     "is_weighted",
     "kernel_label",
@@ -43,6 +47,22 @@ def kernel_taps(module: nn.Module) -> int:
             taps *= int(k)
         return taps
     return 1
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the ``with`` block, then give every submodule back its own
+    training flag (not one flag for all: a model may hold frozen eval-mode parts while it trains).
+
+    For passes and measurements that run a model once (shape propagation, MAC counting) and must
+    leave it as they found it, even when the forward pass raises."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def module_device(module: nn.Module) -> torch.device:

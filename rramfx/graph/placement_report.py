@@ -7,6 +7,7 @@ from torch import fx, nn
 from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.graph.modules import kernel_label, kernel_taps
 from rramfx.graph.record import require_meta
+from rramfx.tables import table_lines
 
 __all__ = ["layer_taps", "placement", "summary"]
 
@@ -16,7 +17,6 @@ _NOT_PLACED = "prepare it with rramfx.prepare(model, policy) or run rramfx.passe
 def placement(gm: fx.GraphModule) -> dict[str, str]:
     """Module path of every weighted layer → ``"rram"`` or ``"cpu"``, in module order."""
     return dict(require_meta(gm, "placement", _NOT_PLACED))
-
 
 
 def _type_name(layer: nn.Module) -> str:
@@ -33,14 +33,7 @@ def summary(gm: fx.GraphModule) -> str:
         rows.append((path, _type_name(layer), kernel_label(layer), f"{params:,}", device))
         totals[device][0] += 1
         totals[device][1] += params
-    header = ("layer", "type", "kernel", "params", "device")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    aligns = ["<", "<", "<", ">", "<"]
-
-    def fmt(row: tuple) -> str:
-        return "  ".join(f"{v!s:{a}{w}}" for v, a, w in zip(row, aligns, widths, strict=True)).rstrip()
-
-    lines = [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)]
+    lines = table_lines(("layer", "type", "kernel", "params", "device"), rows, "<<<><")
     all_params = max(1, totals["rram"][1] + totals["cpu"][1])
     lines.append("")
     for device in ("rram", "cpu"):

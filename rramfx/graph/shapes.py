@@ -8,6 +8,7 @@ import torch
 from torch import fx
 
 from rramfx.errors import PassError
+from rramfx.graph.modules import eval_mode
 
 __all__ = ["as_args", "shape_prop", "tensor_meta"]
 
@@ -23,19 +24,14 @@ def shape_prop(gm: fx.GraphModule, example_inputs: Any, what: str = "this pass")
     submodule are restored afterwards."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    flags = [(m, m.training) for m in gm.modules()]
-    gm.eval()
-    try:
-        with torch.no_grad():
+    with eval_mode(gm), torch.no_grad():
+        try:
             return ShapeProp(gm).propagate(*as_args(example_inputs))
-    except Exception as e:
-        raise PassError(
-            f"{what} could not run the model on the example inputs to read tensor shapes "
-            f"({type(e).__name__}: {e}). Pass example_inputs that the model accepts."
-        ) from e
-    finally:
-        for m, flag in flags:
-            m.training = flag
+        except Exception as e:
+            raise PassError(
+                f"{what} could not run the model on the example inputs to read tensor shapes "
+                f"({type(e).__name__}: {e}). Pass example_inputs that the model accepts."
+            ) from e
 
 
 def tensor_meta(node: fx.Node) -> Any:

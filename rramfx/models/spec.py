@@ -3,7 +3,7 @@
 - ``timm:NAME``   a timm model, created with ``pretrained=False``;
 - ``tv:NAME``     a torchvision model, created with ``weights=None``;
 - ``pkg.module:factory``  any importable callable returning an ``nn.Module``;
-- ``NAME``        one of rramfx's reference models (``rramfx.models``), when that module exists.
+- ``NAME``        one of rramfx's reference models (`rramfx.models.registry`).
 """
 
 from __future__ import annotations
@@ -15,17 +15,24 @@ from typing import Any
 from torch import nn
 
 from rramfx.errors import ModelSpecError
+from rramfx.models.registry import create
 
-__all__ = ["ModelSpecError", "create_model"]
+__all__ = ["ModelSpecError", "create_model", "is_reference_spec"]
+
+
+def is_reference_spec(spec: str) -> bool:
+    """True when ``spec`` names a reference model (no ``prefix:``): such a model takes ``width`` and is
+    built wide, while any other model is widened by the policy's ``widen`` pass (`ModelRecipe`)."""
+    return not spec.partition(":")[2]
 
 
 def create_model(spec: str, num_classes: int = 10, in_chans: int = 3, **kwargs: Any) -> nn.Module:
     """Create the model named by ``spec`` (see the module docstring) with fresh weights."""
     if not isinstance(spec, str) or not spec:
         raise ModelSpecError(f"a model spec must be a non-empty string, got {spec!r}")
-    prefix, _, name = spec.partition(":")
-    if not name:
+    if is_reference_spec(spec):
         return _reference(spec, num_classes, in_chans, **kwargs)
+    prefix, _, name = spec.partition(":")
     if prefix == "timm":
         return _timm(name, num_classes, in_chans, **kwargs)
     if prefix in ("tv", "torchvision"):
@@ -74,10 +81,4 @@ def _factory(module_name: str, attr: str, num_classes: int, in_chans: int, **kwa
 
 
 def _reference(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
-    try:
-        models = importlib.import_module("rramfx.models")
-    except ImportError:
-        models = None
-    if models is None or not hasattr(models, "create"):
-        raise ModelSpecError(f"unknown model '{name}': use timm:NAME, tv:NAME or pkg.module:factory")
-    return models.create(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    return create(name, num_classes=num_classes, in_chans=in_chans, **kwargs)

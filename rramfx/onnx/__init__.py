@@ -1,10 +1,10 @@
 """ONNX export with per-node rramfx metadata and fault masks, partitioning into crossbar and host
 segments, inspection, and Monte-Carlo simulation in onnxruntime."""
 
+from rramfx.errors import OnnxError
 from rramfx.onnx.export import export_onnx
 from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.inspect import inspect_onnx
-from rramfx.onnx.meta import OnnxError
 from rramfx.onnx.partition import partition_onnx, run_partitioned
 from rramfx.onnx.plan import Plan
 from rramfx.onnx.simulate import OrtMonteCarloResult, ort_monte_carlo

@@ -33,17 +33,13 @@ from rramfx.graph.placement_report import placement
 from rramfx.passes.devices import rule_device
 from rramfx.policy import Policy
 from rramfx.search.layer_sensitivity import (
-    _CACHE_BYTES,
     LayerSensitivity,
     SensitivityReport,
-    _check_args,
-    _place_,
-    _render,
-    _working_copy,
-    mac_share,
-    pinned_policy,
+    check_search_args,
     sensitivity,
 )
+from rramfx.search.working_copy import CACHE_BYTES, mac_share, pinned_policy, place_, working_copy
+from rramfx.tables import table_lines
 
 
 @dataclass(frozen=True)
@@ -61,6 +57,7 @@ class SearchStep:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready)."""
         return dict(self.__dict__)
 
 
@@ -97,6 +94,7 @@ class PlacementSearch:
         return self.clean_accuracy - self.accuracy.mean
 
     def rram_layers(self) -> list[str]:
+        """Module paths the found placement puts on RRAM, in module order."""
         return [path for path, device in self.placement.items() if device == "rram"]
 
     def table(self, markdown: bool = False) -> str:
@@ -106,7 +104,7 @@ class PlacementSearch:
                  "-" if s.loss is None else f"{100 * s.loss:+.2f}", "rram" if s.accepted else "cpu", s.reason)
                 for i, s in enumerate(self.steps, 1)]
         header = ("#", "layer", "MACs", "own drop (pts)", "accuracy %", "loss (pts)", "device", "why")
-        lines = _render(header, rows, "><>>>><<", markdown)
+        lines = table_lines(header, rows, "><>>>><<", markdown=markdown)
         summary = (f"budget {100 * self.budget:g} pts: {100 * self.rram_mac_share:.1f}% of MACs on RRAM "
                    f"(kernel-size rule {100 * self.rule_mac_share:.1f}%), accuracy {100 * self.accuracy.mean:.2f}% "
                    f"vs {100 * self.clean_accuracy:.2f}% fault-free (loss {100 * self.loss:.2f} pts, "
@@ -181,7 +179,7 @@ def _greedy(work: fx.GraphModule, base: Policy, order: list[LayerSensitivity], b
             steps.append(SearchStep(row.path, row.macs, row.drop, False, None, None, "alone over budget"))
             continue
         if chosen:
-            _place_(work, base, {*chosen, row.path})
+            place_(work, base, {*chosen, row.path})
             result = run()
         else:
             result = row.result  # the very same chips: this layer alone is what sensitivity measured
@@ -215,15 +213,15 @@ def search_placement(
     report of this model and loader with the same fault model, trials, seed and p', to reuse instead of
     measuring again. ``gm`` is not changed; the result's ``policy`` prepares the found placement.
     """
-    p_prime = _check_args(gm, loader, fault_model, trials, seed, fault_rate, "search_placement")
+    p_prime = check_search_args(gm, loader, fault_model, trials, seed, fault_rate, "search_placement")
     budget = _check_budget(budget)
     initial = placement(gm)
     if report is None:
         report = sensitivity(gm, loader, fault_model, trials, seed, fault_rate=p_prime, progress=progress)
     report = _check_report(report, fault_model, trials, seed, p_prime, list(initial))
     start = time.perf_counter()
-    work, base = _working_copy(gm)
-    batches = BatchCache(loader, module_device(work), _CACHE_BYTES)
+    work, base = working_copy(gm)
+    batches = BatchCache(loader, module_device(work), CACHE_BYTES)
 
     def run() -> MonteCarloResult:
         return monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime, progress=progress)
@@ -231,7 +229,7 @@ def search_placement(
     clean = report.clean_accuracy
     chosen, steps, final = _greedy(work, base, greedy_order(report, list(initial)), budget, clean, run)
     if final is None:  # nothing on RRAM: every chip is the fault-free model
-        _place_(work, base, frozenset())
+        place_(work, base, frozenset())
         final = run()
     found = {path: ("rram" if path in chosen else "cpu") for path in initial}
     macs = {path: report[path].macs for path in initial}

@@ -17,7 +17,6 @@ Rankings are therefore not blurred by different chips, and `rramfx.search_placem
 
 from __future__ import annotations
 
-import copy
 import difflib
 import fnmatch
 import time
@@ -30,24 +29,30 @@ from torch import fx
 
 from rramfx.checks import unit_rate
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel
-from rramfx.errors import ArgumentError, ArgumentTypeError, SensitivityError, UnknownLayerError
-from rramfx.evaluation.chips import BatchCache, MonteCarloResult, check_chip_args, evaluate, monte_carlo, split_batch
-from rramfx.graph.mac_count import count_macs
+from rramfx.errors import ArgumentTypeError, SensitivityError, UnknownLayerError
+from rramfx.evaluation.chips import BatchCache, MonteCarloResult, check_chip_args, evaluate, monte_carlo
 from rramfx.graph.modules import kernel_label, module_device
 from rramfx.graph.placement_report import placement
-from rramfx.graph.record import require_meta
-from rramfx.passes.crossbar import to_crossbar_
-from rramfx.passes.devices import assign_devices_
 from rramfx.policy import Policy
-
-_CACHE_BYTES = 2 << 30  # test batches kept on the model's device across layers, as monte_carlo does
-
+from rramfx.search.working_copy import (
+    CACHE_BYTES,
+    first_inputs,
+    layer_macs,
+    mac_share,
+    pinned_policy,
+    place_,
+    working_copy,
+)
+from rramfx.tables import table_lines
 
 # ---- argument checks -----------------------------------------------------------------------------
 
 
-def _check_args(gm: Any, loader: Any, fault_model: Any, trials: Any, seed: Any, fault_rate: Any, what: str) -> float:
-    """Validate the arguments shared with `monte_carlo`; returns the p' to scale faulty weights with."""
+def check_search_args(gm: Any, loader: Any, fault_model: Any, trials: Any, seed: Any, fault_rate: Any,
+                      what: str) -> float:
+    """Validate the arguments that `sensitivity` and `search_placement` share with `monte_carlo`, raising
+    `SensitivityError` naming ``what``; returns the p' to scale faulty weights with (``fault_rate``, or
+    the fault model's SA1 rate as the sweep chooses)."""
     check_chip_args(what, gm, fault_model, trials, seed)
     if isinstance(loader, (str, bytes, torch.Tensor)) or not isinstance(loader, Iterable):
         raise ArgumentTypeError(f"loader must be a re-iterable of (inputs, labels) batches, "
@@ -86,66 +91,6 @@ def _select_layers(layers: Iterable[str] | str | None, paths: Sequence[str]) -> 
     return [p for p in paths if p in chosen]
 
 
-# ---- re-placing a working copy -------------------------------------------------------------------
-
-
-def _glob_escape(path: str) -> str:
-    """A module path as an fnmatch pattern that matches exactly that path."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
-
-
-def pinned_policy(policy: Policy, placement: dict[str, str]) -> Policy:
-    """``policy`` with its overrides replaced by one override per layer pinning it to ``placement``'s
-    device, so that `rramfx.prepare` reproduces ``placement`` exactly whatever the rules say."""
-    d = policy.to_dict()
-    d["overrides"] = [(_glob_escape(path), device) for path, device in placement.items()]
-    return Policy.from_dict(d)
-
-
-def _model_policy(gm: fx.GraphModule) -> Policy:
-    return Policy.from_dict(require_meta(gm, "policy", "prepare it with rramfx.prepare(model, policy)"))
-
-
-def _place_(work: fx.GraphModule, base: Policy, rram: set[str] | frozenset[str]) -> None:
-    """Re-place ``work`` in place: the layers in ``rram`` become (fault-free) crossbar layers, every
-    other weighted layer a plain layer, using the placement and crossbar passes themselves."""
-    layout = {path: ("rram" if path in rram else "cpu") for path in placement(work)}
-    policy = pinned_policy(base, layout)
-    assign_devices_(work, policy)
-    to_crossbar_(work, policy)
-
-
-def _working_copy(gm: fx.GraphModule) -> tuple[fx.GraphModule, Policy]:
-    """A deep copy of ``gm`` in eval mode with nothing on RRAM, and the policy ``gm`` was prepared with."""
-    base = _model_policy(gm)
-    work = copy.deepcopy(gm).eval()
-    _place_(work, base, frozenset())
-    return work, base
-
-
-# ---- MACs ------------------------------------------------------------------------------------------
-
-
-def _layer_macs(gm: fx.GraphModule, x: torch.Tensor) -> dict[str, int]:
-    """MACs per sample of every weighted layer in one forward pass of the batch ``x`` (a layer called
-    twice counts twice, a layer never called counts 0), in placement order."""
-    paths = list(placement(gm))
-    counts = count_macs(gm, paths, (x,))
-    return {path: counts[path][1] // int(x.shape[0]) for path in paths}
-
-
-def _first_inputs(batches: Iterable[Any]) -> torch.Tensor:
-    for batch in batches:
-        return split_batch(batch)[0]
-    raise ArgumentError("loader yielded no samples")
-
-
-def mac_share(macs: dict[str, int], layout: dict[str, str]) -> float:
-    """Fraction of all MACs (per sample) that ``layout`` puts on RRAM."""
-    total = sum(macs.values())
-    return sum(n for path, n in macs.items() if layout.get(path) == "rram") / total if total else 0.0
-
-
 # ---- the report ----------------------------------------------------------------------------------
 
 
@@ -164,25 +109,14 @@ class LayerSensitivity:
 
     @property
     def accuracy(self) -> float:
+        """Mean accuracy over the chips with this layer alone on faulty RRAM."""
         return self.result.mean
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready), the chip accuracies included."""
         return {"path": self.path, "kernel": self.kernel, "device": self.device, "macs": self.macs,
                 "accuracy": self.accuracy, "std": self.result.std, "drop": self.drop,
                 "accuracies": list(self.result.accuracies)}
-
-
-def _render(header: Sequence[str], rows: list[Sequence[Any]], aligns: str, markdown: bool) -> list[str]:
-    """Rows as an aligned text table or a markdown table (``aligns``: one '<' or '>' per column)."""
-    cells = [list(map(str, header)), *[list(map(str, r)) for r in rows]]
-    widths = [max(3 if markdown else 1, *(len(r[i]) for r in cells)) for i in range(len(header))]
-
-    def fmt(row: list[str]) -> str:
-        parts = [f"{v:{a}{w}}" for v, a, w in zip(row, aligns, widths, strict=True)]
-        return "| " + " | ".join(parts) + " |" if markdown else "  ".join(parts).rstrip()
-
-    rule = ["-" * (w - 1) + ":" if a == ">" else "-" * w for a, w in zip(aligns, widths, strict=True)]
-    return [fmt(cells[0]), fmt(rule if markdown else ["-" * w for w in widths]), *map(fmt, cells[1:])]
 
 
 @dataclass(frozen=True)
@@ -223,7 +157,7 @@ class SensitivityReport:
                  f"{100 * r.accuracy:.2f}", f"{100 * r.result.std:.2f}", f"{100 * r.drop:+.2f}")
                 for i, r in enumerate(self.layers, 1)]
         header = ("#", "layer", "kernel", "device", "MACs", "MAC share", "accuracy %", "± chips", "drop (pts)")
-        lines = _render(header, rows, ">" + "<<<" + ">" * 5, markdown)
+        lines = table_lines(header, rows, ">" + "<<<" + ">" * 5, markdown=markdown)
         return "\n".join([self.describe(), "", *lines] if not markdown else lines)
 
     def __str__(self) -> str:
@@ -254,9 +188,9 @@ def _measure(work: fx.GraphModule, base: Policy, paths: list[str], batches: Iter
     """Monte-Carlo result of each layer alone on RRAM (the same chips for every layer)."""
     results = {}
     for path in _progress(paths, progress, "layer sensitivity"):
-        _place_(work, base, {path})
+        place_(work, base, {path})
         results[path] = monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime)
-    _place_(work, base, frozenset())
+    place_(work, base, frozenset())
     return results
 
 
@@ -280,14 +214,14 @@ def sensitivity(
     SA1 rate as in `rramfx.sweep`. The model is evaluated as given (its BatchNorm statistics are not
     recalibrated). ``gm`` is not changed: the work happens on a copy, on ``gm``'s device.
     """
-    p_prime = _check_args(gm, loader, fault_model, trials, seed, fault_rate, "sensitivity")
+    p_prime = check_search_args(gm, loader, fault_model, trials, seed, fault_rate, "sensitivity")
     current = placement(gm)
     paths = _select_layers(layers, list(current))
     start = time.perf_counter()
-    work, base = _working_copy(gm)
-    batches = BatchCache(loader, module_device(work), _CACHE_BYTES)
+    work, base = working_copy(gm)
+    batches = BatchCache(loader, module_device(work), CACHE_BYTES)
     clean = evaluate(work, batches)
-    macs = _layer_macs(work, _first_inputs(batches))
+    macs = layer_macs(work, first_inputs(batches))
     results = _measure(work, base, paths, batches, fault_model, trials, seed, p_prime, progress)
     order = {path: i for i, path in enumerate(current)}
     rows = sorted(
@@ -300,4 +234,12 @@ def sensitivity(
                              time.perf_counter() - start, sum(macs.values()))
 
 
-__all__ = ["LayerSensitivity", "SensitivityError", "SensitivityReport", "mac_share", "pinned_policy", "sensitivity"]
+__all__ = [
+    "LayerSensitivity",
+    "SensitivityError",
+    "SensitivityReport",
+    "check_search_args",
+    "mac_share",
+    "pinned_policy",
+    "sensitivity",
+]

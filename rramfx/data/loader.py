@@ -1,0 +1,150 @@
+"""`ImageLoader`: an `ImageData` as normalised float batches shaped for the model, seeded and
+augmented on the loader's device, and `make_loaders` for a dataset's training and test loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rramfx.data.datasets import ImageData
+from rramfx.data.registry import load_dataset
+from rramfx.errors import ArgumentTypeError, DataError
+
+__all__ = ["ImageLoader", "make_loaders"]
+
+
+class ImageLoader:
+    """Batches of an `ImageData` as normalised float tensors, shaped for the model.
+
+    ``in_chans``: grey images are repeated to 3 channels when the model wants 3 (colour to grey is
+    refused). ``image_size``: smaller images are zero-padded (black border) to that size, larger ones
+    resized. ``augment``: random crop from an image padded by size/8, plus a horizontal flip where the
+    dataset allows it. ``shuffle`` draws a new order every epoch from ``seed`` and the epoch number,
+    so a run is reproducible. ``device``: the whole uint8 set is moved there once and batches are made
+    there. Iterating yields ``(images, labels)``; ``len()`` is the number of batches.
+    """
+
+    def __init__(
+        self,
+        data: ImageData,
+        batch_size: int = 128,
+        *,
+        shuffle: bool = False,
+        augment: bool = False,
+        image_size: int | None = None,
+        in_chans: int | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ):
+        if not isinstance(data, ImageData):
+            raise ArgumentTypeError(f"ImageLoader: data must be an rramfx.data.ImageData, got {type(data).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise DataError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.in_chans = data.in_chans if in_chans is None else int(in_chans)
+        if self.in_chans not in (data.in_chans, 3) or (self.in_chans == 3 and data.in_chans not in (1, 3)):
+            allowed = f"{data.in_chans} or 3" if data.in_chans == 1 else f"{data.in_chans}"
+            raise DataError(f"{data.name} has {data.in_chans}-channel images; a model with in_chans={in_chans} "
+                            f"cannot take them (use in_chans={allowed})")
+        self.image_size = data.image_size if image_size is None else (int(image_size), int(image_size))
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.data = data
+        self.batch_size = batch_size
+        self.shuffle, self.augment, self.drop_last, self.seed = shuffle, augment, drop_last, seed
+        self.epoch = 0
+        self._images = data.images.to(self.device)
+        self._labels = data.labels.to(self.device)
+        self._mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1)
+
+    @property
+    def dataset(self) -> ImageData:
+        """The `ImageData` this loader batches."""
+        return self.data
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass the ``epoch``-th one (its shuffle order and augmentation), e.g. on resume."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.data)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        for b in range(len(self)):
+            idx = slice(b * self.batch_size, min(n, (b + 1) * self.batch_size))
+            if order is not None:
+                idx = order[idx]
+            yield self._batch(self._images[idx], g), self._labels[idx]
+
+    def _batch(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        x = (images.float() / 255.0 - self._mean) / self._std
+        x = _fit_size(x, self.image_size, fill=(-self._mean / self._std))
+        if self.augment:
+            x = _random_crop(x, max(1, self.image_size[0] // 8), g, fill=(-self._mean / self._std))
+            if self.data.flip:
+                flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+        if self.in_chans != x.shape[1]:
+            x = x.expand(-1, self.in_chans, -1, -1).contiguous()
+        return x
+
+
+def _fit_size(x: torch.Tensor, size: tuple[int, int], fill: torch.Tensor) -> torch.Tensor:
+    """Zero-pad (in pixel space: ``fill`` is a black pixel after normalisation) up to ``size``, or resize."""
+    h, w = x.shape[2:]
+    if (h, w) == size:
+        return x
+    if h <= size[0] and w <= size[1]:
+        top, left = (size[0] - h) // 2, (size[1] - w) // 2
+        out = fill.expand(x.shape[0], x.shape[1], *size).clone()
+        out[:, :, top: top + h, left: left + w] = x
+        return out
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _random_crop(x: torch.Tensor, pad: int, g: torch.Generator, fill: torch.Tensor) -> torch.Tensor:
+    """Each image shifted by up to ``pad`` pixels each way (one gather for the whole batch)."""
+    n, c, h, w = x.shape
+    padded = fill.expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+    padded[:, :, pad: pad + h, pad: pad + w] = x
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    chan = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[batch, chan, rows, cols]
+
+
+def make_loaders(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    batch_size: int = 128,
+    eval_batch_size: int | None = None,
+    image_size: int | None = None,
+    in_chans: int | None = None,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> tuple[ImageLoader, ImageLoader]:
+    """Training and test loaders for dataset ``name``: the training one shuffled and augmented, the
+    test one in file order. Subsets are seeded, so every run of an experiment sees the same images."""
+    train = load_dataset(name, "train", root).subset(train_subset, seed=seed)
+    test = load_dataset(name, "test", root).subset(test_subset, seed=seed + 1)
+    common = {"image_size": image_size, "in_chans": in_chans, "device": device}
+    return (
+        ImageLoader(train, batch_size, shuffle=True, augment=augment, drop_last=len(train) > batch_size, seed=seed,
+                    **common),
+        ImageLoader(test, eval_batch_size or max(batch_size, 256), **common),
+    )
