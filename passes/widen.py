@@ -29,6 +29,7 @@ from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.shapes import as_args
 from rramfx.passes.widen_graph import rewrite_graph
 from rramfx.passes.widen_layers import LayerRewriter
+from rramfx.passes.widen_remedies import apply_remedies
 
 __all__ = ["PRESERVE_TOLERANCE", "widen_channels", "widen_channels_"]
 
@@ -168,13 +169,15 @@ def widen_channels_(
     layers = LayerRewriter(gm, analysis, plan)
     layers.modules()
     layers.params()
-    rewrite_graph(analysis, plan)
+    rewrite_graph(gm, analysis, plan)
+    remedied = apply_remedies(gm, analysis, plan)
     gm.recompile()
     gm.graph.lint()
     error = _check_output(gm, args, analysis, plan)
     if not preserve_function:
         _reinitialise(gm, layers.reshaped)
-    settings = {"factor": float(factor), "divisor": divisor, "preserve_function": bool(preserve_function)}
+    settings = {"factor": float(factor), "divisor": divisor, "preserve_function": bool(preserve_function),
+                "remedied": remedied}
     _record(gm, settings, params_before, layers.changes, _kept(plan), plan, error)
     return gm
 

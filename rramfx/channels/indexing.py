@@ -194,9 +194,12 @@ def permute(a: AnalysisState, node: fx.Node, x: TV, dims: tuple, shape: tuple[in
     return TV(shape, [x.dims[o] for o in order])
 
 
-@rule("expand", methods=("expand",), reads=(tensor("x", 0), out_shape()))
-def expand(a: AnalysisState, node: fx.Node, x: TV, shape: tuple[int, ...]) -> TV:
-    """New leading dims are fixed sizes; a size-1 dim expanded to a constant size is pinned."""
+@rule("expand", methods=("expand",), records=(REWRITE + ":view",),
+      reads=(tensor("x", 0), varargs("sizes", 1), out_shape()))
+def expand(a: AnalysisState, node: fx.Node, x: TV, sizes: tuple, shape: tuple[int, ...]) -> TV:
+    """New leading dims are fixed sizes. A size-1 dim expanded to n holds n equal copies, which any
+    widening keeps equal: it gets a space of its own, free to follow what it is combined with (a
+    constant size is rewritten, one computed at run time follows by itself)."""
     lead = len(shape) - len(x.shape)
     dims = a.fixed_dims(shape[:lead], node, "expanded dimension")
     for k, n in enumerate(x.shape):
@@ -204,8 +207,8 @@ def expand(a: AnalysisState, node: fx.Node, x: TV, shape: tuple[int, ...]) -> TV
             dims.append(x.dims[k])
         else:
             a.S.pin_layout(x.dims[k], PIN_BROADCAST, f"expanded at node '{node.name}'")
-            dims.append(a.fresh([shape[lead + k]], node.name,
-                                (PIN_UNSUPPORTED, f"expanded to a constant size at node '{node.name}'"))[0])
+            dims.append(a.fresh([shape[lead + k]], f"{node.name}.expanded")[0])
+    a.rewrite(node, "view", list(dims))
     return TV(shape, dims)
 
 

@@ -54,9 +54,13 @@ def conv(a: AnalysisState, node: fx.Node, path: str, m: nn.Module, x: TV, shape:
     for i in range(nsp):
         n_in, n_out = x.shape[2 + i], shape[2 + i]
         if n_in == n_out and stride[i] == 1 and m.kernel_size[i] > 1:
-            # a convolution sliding along a dimension that may carry channels (ECA attention)
+            # a convolution sliding along a dimension that may carry channels (ECA attention): exact
+            # when it runs on the original channels and copies take their source's result
             dims.append(x.dims[2 + i])
-            a.hazard(node, f"convolution '{path}' slides along it", x.dims[2 + i], False)
+            own = node.op == "call_module" and node.target == path
+            data = {"kind": "gather", "node": node, "dim": 2 + i, "layout": x.dims[2 + i], "path": path}
+            a.hazard(node, f"convolution '{path}' slides along it", x.dims[2 + i], False,
+                     "gather" if own else None, data if own else None)
         elif n_in == n_out and m.kernel_size[i] == 1 and stride[i] == 1:
             dims.append(x.dims[2 + i])
         else:
@@ -127,9 +131,10 @@ def leaf_chain(a: AnalysisState, node: fx.Node, path: str, m: nn.Module, x: TV, 
         return a.barrier(node, f"leaf module of unknown type {type(m).__name__}{held}")
     calls = a.leaf_calls[path]
     if any(True for _ in m.parameters(recurse=False)) or not calls:
-        return a.barrier(node, f"leaf module '{path}' hides layers the analysis cannot follow")
+        return a.barrier(node, f"leaf module '{path}' ({type(m).__name__}) hides layers the analysis cannot follow")
     if not _chain_ok(calls, x, m, shape):
-        return a.barrier(node, f"leaf module '{path}' hides layers that do not run as one chain; make it traceable")
+        return a.barrier(node, f"leaf module '{path}' ({type(m).__name__}) hides layers that do not run as one "
+                               "chain; make it traceable")
     cur: Any = x
     if tuple(calls[0][2].shape) != x.shape:  # spatial resizing before the first layer
         cur = spatial(a, node, x, tuple(calls[0][2].shape))

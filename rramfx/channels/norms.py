@@ -25,15 +25,17 @@ from rramfx.channels.values import TV
 __all__ = ["NORM_RULES", "group_layout"]
 
 
-def group_layout(a: AnalysisState, node: fx.Node, what: str, lay: Layout, groups: int) -> Layout | None:
+def group_layout(a: AnalysisState, node: fx.Node, what: str, lay: Layout, groups: int,
+                 functional: bool = False) -> Layout | None:
     """GroupNorm's channels as whole groups: widening duplicates groups, never splits one, so every
     group keeps its statistics. One group (a LayerNorm over channels) is a hazard instead, and
-    returns None (the group count stays 1)."""
+    returns None (the group count stays 1); the functional form has a remedy (weighted statistics)."""
     c = a.S.numel(a.S.expand(lay))
     if groups == c:
         return lay
     if groups == 1:
-        a.hazard(node, f"{what} normalises over all channels", lay, True)
+        data = {"kind": "group_norm", "node": node, "dims": [lay]} if functional else None
+        a.hazard(node, f"{what} normalises over all channels", lay, True, "weights" if functional else None, data)
         return None
     gs = a.S.new(groups, f"{node.name}.groups")
     a.unify(lay, ((gs, c // groups),))
@@ -66,8 +68,9 @@ def layer_norm_module(a: AnalysisState, node: fx.Node, path: str, m: nn.Module, 
                       shape: tuple[int, ...]) -> TV:
     """The normalised dims follow their layouts; duplicating channels there is a hazard."""
     ndims = len(m.normalized_shape)
+    data = {"kind": "ln_module", "path": path, "dims": x.dims[len(x.shape) - ndims:]}
     for d in range(len(x.shape) - ndims, len(x.shape)):
-        a.hazard(node, f"LayerNorm '{path}' normalises over it", x.dims[d], True)
+        a.hazard(node, f"LayerNorm '{path}' normalises over it", x.dims[d], True, "weights", data)
     a.use(path, "ln", {f"n{i}": x.dims[len(x.shape) - ndims + i] for i in range(ndims)})
     return TV(shape, list(x.dims))
 
@@ -81,8 +84,9 @@ def layer_norm(a: AnalysisState, node: fx.Node, x: TV, normalized_shape: Any, we
     if not all(isinstance(n, int) for n in normalized_shape):
         return a.barrier(node, "layer_norm over a shape computed at run time")
     lays = x.dims[len(shape) - len(normalized_shape):]
+    data = {"kind": "layer_norm", "node": node, "dims": list(lays)}
     for lay in lays:
-        a.hazard(node, "layer_norm normalises over it", lay, True)
+        a.hazard(node, "layer_norm normalises over it", lay, True, "weights", data)
     _affine(a, node, [weight, bias], lays)
     a.rewrite(node, "layer_norm", list(lays))
     return TV(shape, list(x.dims))
@@ -94,7 +98,7 @@ def layer_norm(a: AnalysisState, node: fx.Node, x: TV, normalized_shape: Any, we
 def group_norm(a: AnalysisState, node: fx.Node, x: TV, num_groups: int, weight: TV | None, bias: TV | None,
                shape: tuple[int, ...]) -> TV:
     """As the GroupNorm module; the constant group count is rewritten."""
-    glay = group_layout(a, node, "group_norm", x.dims[1], num_groups)
+    glay = group_layout(a, node, "group_norm", x.dims[1], num_groups, functional=True)
     _affine(a, node, [weight, bias], [x.dims[1]])
     a.rewrite(node, "group_norm", glay)
     return TV(shape, list(x.dims))

@@ -19,6 +19,7 @@ __all__ = [
     "REDUCTION_FUNCTIONS",
     "SPATIAL_FUNCTIONS",
     "VIEW_METHODS",
+    "WEIGHTED_REDUCTIONS",
     "describe",
 ]
 
@@ -51,18 +52,22 @@ ELEMENTWISE_METHODS = {
 BINARY_FUNCTIONS = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub,
     operator.imul, operator.itruediv, operator.pow, torch.add, torch.sub, torch.mul, torch.div,
-    torch.true_divide, torch.maximum, torch.minimum, torch.where, torch.pow, torch.lerp,
+    torch.true_divide, torch.maximum, torch.minimum, torch.where, torch.pow, torch.lerp, torch.addcmul,
+    torch.addcdiv,
 }
 BINARY_METHODS = {
     "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "true_divide", "maximum", "minimum",
-    "pow", "pow_", "lerp", "addcmul", "where",
+    "pow", "pow_", "lerp", "addcmul", "addcmul_", "addcdiv", "addcdiv_", "where",
 }
 REDUCTIONS = {  # name -> hazard kind over the reduced dims: None, "uniform" or "any"
     "mean": "uniform", "sum": "any", "amax": None, "amin": None, "max": None, "min": None,
     "std": "any", "var": "any", "prod": "any", "logsumexp": "any", "nansum": "any", "nanmean": "uniform",
-    "norm": "any", "median": None,
+    "median": None,
 }
 REDUCTION_FUNCTIONS = {getattr(torch, n): n for n in REDUCTIONS if hasattr(torch, n)}
+#: Reductions the widening can keep exact over unevenly copied channels by weighting each element
+#: 1 / copies of its source (``rramfx.passes.widen_ops``).
+WEIGHTED_REDUCTIONS = ("mean", "sum")
 VIEW_METHODS = {"view", "reshape"}
 SPATIAL_FUNCTIONS = {
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool1d,

@@ -29,8 +29,9 @@ class WideningPlan:
 
     ``factor`` multiplies every widenable space, rounded to a multiple of ``divisor`` per layer (a
     space that appears g times in a layer's output, as in grouped convolutions, rounds to
-    ``divisor / gcd(divisor, g)``). With ``preserve_function`` the hazards are enforced: each one
-    raises a PassError (``on_unsupported="raise"``) or pins its channels (``"keep"``).
+    ``divisor / gcd(divisor, g)``). With ``preserve_function`` the hazards are enforced: one with a
+    remedy is listed in ``remedied`` (the pass applies it), any other raises a PassError
+    (``on_unsupported="raise"``) or pins its channels (``"keep"``).
     Unsupported operations touching widenable channels are handled the same way.
     """
 
@@ -44,12 +45,14 @@ class WideningPlan:
         self.keep = on_unsupported == "keep"
         self.kept: list[Kept] = []
         self.violated: list[Hazard] = []
+        self.remedied: list[Hazard] = []
         self._resolve_barriers()
         while True:
             self._sizes()
             violated = [h for h in self.a.hazards if self._violates(h)]
             if not violated or not self.preserve:
                 self.violated = violated
+                self.remedied = [h for h in self.a.hazards if self._remedied(h)]
                 break
             if not self.keep:
                 raise PassError(self._hazard_message(violated[0], len(violated)))
@@ -129,6 +132,14 @@ class WideningPlan:
             self.new_size[r] = m
 
     def _violates(self, h: Hazard) -> bool:
+        """The hazard changes the output and the pass cannot remedy it."""
+        return self._inexact(h) and not (self.preserve and h.remedy is not None)
+
+    def _remedied(self, h: Hazard) -> bool:
+        """The hazard changes the output unless the pass applies its remedy (which it then does)."""
+        return self.preserve and h.remedy is not None and self._inexact(h)
+
+    def _inexact(self, h: Hazard) -> bool:
         leaves = self.S.expand(h.layout)
         ratios = {self.new_size[s] / self.S.size[s] for s, _ in leaves if self.S.size[s]}
         if ratios <= {1.0}:

@@ -44,6 +44,7 @@ __all__ = [
     "Rule",
     "RuleContext",
     "RuleSet",
+    "argument",
     "constant",
     "dim",
     "module_rule",
@@ -86,6 +87,7 @@ class Read:
 
     ``kind`` is ``tensor`` (a tensor the analysis follows, required), ``tensor?`` (one or None),
     ``operands`` (the values of all arguments), ``varargs`` (the positional arguments from ``pos`` on),
+    ``raw`` (the argument as recorded, a constant or a node),
     ``tensors`` (a list or tuple of followed tensors), ``const`` (a Python constant of ``types``; a
     value computed at run time does not hold), ``dim`` (an int or tuple of ints, normalised modulo
     the rank of the read named ``of``, or of the output when ``of`` is None), ``value`` (the
@@ -121,6 +123,8 @@ class Read:
         if self.kind == "varargs":
             return tuple(node.args[self.pos:])
         arg = self.raw(node)
+        if self.kind == "raw":
+            return arg
         if self.kind == "value":
             return a.val(arg)
         if self.kind in ("tensor", "tensor?"):
@@ -178,6 +182,11 @@ def dim(name: str, pos: int | None = None, keyword: str | None = None, default: 
         of: str | None = None) -> Read:
     """A dimension index (or tuple of them), normalised to be non-negative."""
     return Read(name, "dim", pos, keyword, default, of=of)
+
+
+def argument(name: str, pos: int | None = None, keyword: str | None = None, default: Any = None) -> Read:
+    """The argument as recorded in the graph, unchecked (a constant, or a node computed at run time)."""
+    return Read(name, "raw", pos, keyword, default)
 
 
 def value(name: str, pos: int | None = None, keyword: str | None = None) -> Read:

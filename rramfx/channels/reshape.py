@@ -13,8 +13,9 @@ from rramfx.channels.registry import REWRITE, out_shape, rule, tensor
 from rramfx.channels.spaces import PIN_BROADCAST, PIN_UNSUPPORTED, Layout, Mismatch
 from rramfx.channels.state import AnalysisState
 from rramfx.channels.values import TV, Barrier
+from rramfx.graph.shapes import tensor_meta
 
-__all__ = ["RESHAPE_RULES", "reshape"]
+__all__ = ["RESHAPE_RULES", "reshape", "shuffle_source"]
 
 
 def _all_pinned(a: AnalysisState, lay: Layout) -> bool:
@@ -120,10 +121,56 @@ def _reshape_group(a: AnalysisState, node: fx.Node, x: TV, gi: list, go: list, d
         dims[k] = a.fixed_dims([n], node, "reshaped dimension")[0]
 
 
-@rule("view", functions=(torch.reshape,), methods=("view", "reshape"), records=(REWRITE + ":view",),
+def _is_call(node: Any, names: tuple[str, ...]) -> bool:
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_method":
+        return node.target in names
+    return node.op == "call_function" and getattr(node.target, "__name__", "") in names
+
+
+def shuffle_source(node: fx.Node) -> tuple[fx.Node, int] | None:
+    """``(x, g)`` when ``node`` ends a channel shuffle ``x.view(B, g, C // g, *S).transpose(1, 2)
+    [.contiguous()].view(B, C, *S)`` (ShuffleNet), else None."""
+    src = node.args[0]
+    if _is_call(src, ("contiguous",)):
+        src = src.args[0]
+    if not _is_call(src, ("transpose",)) or {int(d) for d in src.args[1:3]} != {1, 2}:
+        return None
+    split = src.args[0]
+    if not _is_call(split, ("view", "reshape")) or not isinstance(split.args[0], fx.Node):
+        return None
+    x = split.args[0]
+    shapes = [tuple(m.shape) if m is not None else None for m in (tensor_meta(x), tensor_meta(split),
+                                                                     tensor_meta(node))]
+    if None in shapes or shapes[0] != shapes[2] or len(shapes[1]) != len(shapes[0]) + 1:
+        return None
+    (b, c, *rest), (b2, g, per, *rest2) = shapes[0], shapes[1]
+    if (b, rest) != (b2, rest2) or g * per != c or g == 1 or per == 1:
+        return None
+    return x, int(g)
+
+
+def _shuffle(a: AnalysisState, node: fx.Node, source: fx.Node, x: TV, g: int, shape: tuple[int, ...]) -> TV:
+    """A channel shuffle permutes channels across the spaces of its input. Its output gets channels of
+    its own, which the widening fills from the widened input by a gather that keeps every old
+    channel's value at its shuffled position and gives each copy its source's value."""
+    out = a.fresh([shape[1]], node.name, producer=f"{node.name} (channel shuffle)")[0]
+    a.produced(out)
+    a.rewrite(node, "shuffle", {"x": source, "groups": g, "in": x.dims[1], "out": out})
+    return TV(shape, [x.dims[0], out, *x.dims[2:]])
+
+
+@rule("view", functions=(torch.reshape,), methods=("view", "reshape"), records=(REWRITE + ":view",
+                                                                               REWRITE + ":shuffle"),
       reads=(tensor("x", 0), out_shape()))
 def view(a: AnalysisState, node: fx.Node, x: TV, shape: tuple[int, ...]) -> Any:
-    """See `reshape`; the target sizes are rewritten."""
+    """See `reshape`; the target sizes are rewritten. The view that ends a channel shuffle is a
+    permutation of channels instead (see `shuffle_source`)."""
+    shuffle = shuffle_source(node)
+    source = a.tv(shuffle[0]) if shuffle is not None else None
+    if shuffle is not None and source is not None:
+        return _shuffle(a, node, shuffle[0], source, shuffle[1], shape)
     return reshape(a, node, x, shape, node)
 
 

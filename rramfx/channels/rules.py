@@ -5,6 +5,7 @@ from __future__ import annotations
 from rramfx.channels.functional import FUNCTIONAL_RULES
 from rramfx.channels.indexing import INDEX_RULES
 from rramfx.channels.layers import LAYER_RULES, leaf_chain
+from rramfx.channels.mixing import MIXING_RULES
 from rramfx.channels.nodes import NODE_RULES, unknown
 from rramfx.channels.norms import NORM_RULES
 from rramfx.channels.pointwise import POINTWISE_RULES
@@ -18,7 +19,7 @@ def default_rules() -> RuleSet:
     """A fresh `RuleSet` of the built-in rules (add or replace rules on it without touching the default)."""
     return RuleSet(
         (*NODE_RULES, *LAYER_RULES, *NORM_RULES, *POINTWISE_RULES, *INDEX_RULES, *RESHAPE_RULES,
-         *FUNCTIONAL_RULES),
+         *FUNCTIONAL_RULES, *MIXING_RULES),
         fallback=unknown,
         module_fallback=leaf_chain,
     )

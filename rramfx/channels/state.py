@@ -127,10 +127,12 @@ class AnalysisState:
 
         return build(node.meta.get("tensor_meta"))
 
-    def hazard(self, node: fx.Node, what: str, layout: Layout, uniform_ok: bool) -> None:
-        """An operation whose result changes when the channels of ``layout`` are duplicated."""
+    def hazard(self, node: fx.Node, what: str, layout: Layout, uniform_ok: bool, remedy: str | None = None,
+               data: Any = None) -> None:
+        """An operation whose result changes when the channels of ``layout`` are duplicated (see
+        `Hazard` for the remedy)."""
         self.log.append("hazard")
-        self.hazards.append(Hazard(node.name, what, layout, uniform_ok))
+        self.hazards.append(Hazard(node.name, what, layout, uniform_ok, remedy, data))
 
     def rewrite(self, node: fx.Node, kind: str, data: Any) -> None:
         """A node whose constant arguments the widening pass must rewrite (``kind`` says how)."""
