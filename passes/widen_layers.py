@@ -27,9 +27,11 @@ class LayerRewriter:
         self.reshaped: list[str] = []
 
     def maps(self, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plan's index map of ``layout`` (source element and number of copies)."""
         return self.p.index_map(layout)
 
     def note(self, path: str, key: str, layout: Layout) -> None:
+        """Record a layer dimension's old and new size when it changed."""
         old, new = self.p.old_size_of(layout), self.p.size_of(layout)
         if old != new:
             self.changes.setdefault(path, {})[key] = (old, new)

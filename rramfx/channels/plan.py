@@ -66,14 +66,17 @@ class WideningPlan:
         return [i for i in range(len(self.S.parent)) if self.S.find(i) == i and i not in self.S.children]
 
     def widenable(self, s: int) -> bool:
+        """Some layer produces the space and nothing pins it."""
         r = self.S.find(s)
         return bool(self.S.producers.get(r)) and r not in self.S.pinned
 
     def widened(self, s: int) -> bool:
+        """The plan gives the space a new size."""
         r = self.S.find(s)
         return self.new_size[r] != self.S.size[r]
 
     def describe(self, s: int) -> str:
+        """The space for error messages: its size and the layers that produce it."""
         prods = sorted(self.S.producers.get(self.S.find(s), ()))
         if not prods:
             return f"channels from {self.S.origin[self.S.find(s)]}"
@@ -162,9 +165,11 @@ class WideningPlan:
 
     # ---- maps --------------------------------------------------------------------------------------
     def size_of(self, layout: Layout) -> int:
+        """The widened number of elements of a layout."""
         return sum(self.new_size[s] * inner for s, inner in self.S.expand(layout))
 
     def old_size_of(self, layout: Layout) -> int:
+        """The original number of elements of a layout."""
         return sum(self.S.size[s] * inner for s, inner in self.S.expand(layout))
 
     def index_map(self, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,4 +191,5 @@ class WideningPlan:
         return torch.cat(src), torch.cat(cnt)
 
     def changed(self, layout: Layout) -> bool:
+        """True when some space of the layout is widened."""
         return any(self.new_size[s] != self.S.size[s] for s, _ in self.S.expand(layout))

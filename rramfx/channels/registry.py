@@ -103,6 +103,7 @@ class Read:
     of: str | None = None
 
     def raw(self, node: fx.Node) -> Any:
+        """The argument as recorded in the node (by position, then keyword, then the default)."""
         if self.pos is not None and len(node.args) > self.pos:
             return node.args[self.pos]
         key = self.keyword or self.name
@@ -113,6 +114,7 @@ class Read:
         return self.default
 
     def resolve(self, a: RuleContext, node: fx.Node, done: dict[str, Any]) -> Any:
+        """The value the rule gets for this read; raises `_Unread` when it does not hold."""
         if self.kind == "shape":
             shape = a.out_shape(node)
             if shape is None and self.default is _REQUIRED:
@@ -216,6 +218,7 @@ class _Contract:
     records: frozenset[str]
 
     def check(self, out: Any, effects: set[str]) -> None:
+        """Raise TypeError if the rule returned or recorded something it did not declare."""
         if "barrier" in effects:  # a barrier's output follows the node's own output, whatever it is
             return
         if self.produces == NOTHING and out is not None:
@@ -261,6 +264,7 @@ class ModuleRule(_Contract):
     exact: bool = False  # registered for these classes only, not their subclasses
 
     def apply(self, a: RuleContext, node: fx.Node, path: str, m: nn.Module, x: TV, shape: tuple[int, ...]) -> Any:
+        """Run the rule on module ``m`` at ``path`` with input ``x``, checking its contract."""
         mark = a.effects()
         out = self.fn(a, node, path, m, x, shape)
         self.check(out, a.effects_since(mark))

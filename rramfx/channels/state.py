@@ -68,9 +68,11 @@ class AnalysisState:
         return self.fresh(shape, node.name, (PIN_SHAPE, f"{what} of node '{node.name}'"))
 
     def unify(self, a: Layout, b: Layout) -> None:
+        """Make two layouts of one dimension agree (see `Spaces.unify`)."""
         self.S.unify(a, b)
 
     def pin_tv(self, v: TV, kind: str, reason: str) -> None:
+        """Pin every dimension of a tensor value."""
         for layout in v.dims:
             self.S.pin_layout(layout, kind, reason)
 
