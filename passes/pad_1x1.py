@@ -87,20 +87,19 @@ def _padded(m: nn.Module) -> nn.Module:
     return new
 
 
-def pad_1x1_to_3x3_(
-    gm: fx.GraphModule, select: str | Iterable[str] = "all", example_inputs: Any = None
-) -> fx.GraphModule:
-    """In-place form of `pad_1x1_to_3x3`, for pipelines that already own their copy."""
-    items = _selection(select)
-    if example_inputs is not None:
-        shape_prop(gm, example_inputs, "pad_1x1_to_3x3")
+def _one_by_one(gm: fx.GraphModule) -> dict[str, fx.Node]:
+    """Module path → first call node of every 1x1 convolution that is a node of the graph."""
     nodes: dict[str, fx.Node] = {}
     for node in gm.graph.nodes:
         if node.op == "call_module" and node.target not in nodes:
             m = gm.get_submodule(node.target)
             if is_conv(m) and all(int(k) == 1 for k in m.kernel_size):
                 nodes[node.target] = node
-    shortcuts = shortcut_convs(gm) if "shortcut" in items else {}
+    return nodes
+
+
+def _select(items: tuple[str, ...], nodes: dict[str, fx.Node], shortcuts: dict) -> dict[str, str]:
+    """Selected path → the selection item that chose it; a glob that matches nothing raises."""
     selected: dict[str, str] = {}
     for item in items:
         if item == "all":
@@ -116,8 +115,43 @@ def pad_1x1_to_3x3_(
                 )
         for p in hits:
             selected.setdefault(p, item)
+    return selected
+
+
+def _hidden(gm: fx.GraphModule, items: tuple[str, ...]) -> dict[str, str]:
+    """Selected 1x1 convolutions inside leaf modules the tracer could not trace into, with the reason."""
+    skipped = {}
+    for leaf, inner in rramfx_meta(gm).get("hidden_weighted", {}).items():
+        for path in inner:
+            m = gm.get_submodule(path)
+            if is_conv(m) and all(int(k) == 1 for k in m.kernel_size) and (
+                    "all" in items or any(fnmatch.fnmatchcase(path, i) for i in items if i not in KEYWORDS)):
+                skipped[path] = f"inside leaf module '{leaf}', not a node of the graph"
+    return skipped
+
+
+def _warn_skipped(skipped: dict[str, str]) -> None:
+    if skipped:
+        listing = "; ".join(f"{p}: {r}" for p, r in list(skipped.items())[:4])
+        more = f" (and {len(skipped) - 4} more)" if len(skipped) > 4 else ""
+        warnings.warn(
+            f"pad_1x1_to_3x3 left {len(skipped)} selected 1x1 convolution(s) as they were: {listing}{more}. "
+            "See rramfx_meta(gm)['pad_1x1']['not_padded'].",
+            stacklevel=4,
+        )
+
+
+def pad_1x1_to_3x3_(
+    gm: fx.GraphModule, select: str | Iterable[str] = "all", example_inputs: Any = None
+) -> fx.GraphModule:
+    """In-place form of `pad_1x1_to_3x3`, for pipelines that already own their copy."""
+    items = _selection(select)
+    if example_inputs is not None:
+        shape_prop(gm, example_inputs, "pad_1x1_to_3x3")
+    nodes = _one_by_one(gm)
+    shortcuts = shortcut_convs(gm) if "shortcut" in items else {}
     padded, skipped = [], {}
-    for path in selected:
+    for path in _select(items, nodes, shortcuts):
         m = gm.get_submodule(path)
         reason = _why_not(gm, nodes[path], m)
         if reason is not None:
@@ -125,13 +159,7 @@ def pad_1x1_to_3x3_(
             continue
         set_submodule(gm, path, _padded(m))
         padded.append(path)
-    hidden = rramfx_meta(gm).get("hidden_weighted", {})
-    for leaf, inner in hidden.items():
-        for path in inner:
-            m = gm.get_submodule(path)
-            if is_conv(m) and all(int(k) == 1 for k in m.kernel_size) and (
-                    "all" in items or any(fnmatch.fnmatchcase(path, i) for i in items if i not in KEYWORDS)):
-                skipped[path] = f"inside leaf module '{leaf}', not a node of the graph"
+    skipped.update(_hidden(gm, items))
     gm.recompile()
     rramfx_meta(gm)["pad_1x1"] = {
         "select": list(items),
@@ -139,14 +167,7 @@ def pad_1x1_to_3x3_(
         "not_padded": skipped,
         "shortcuts": shortcuts if "shortcut" in items else None,
     }
-    if skipped:
-        listing = "; ".join(f"{p}: {r}" for p, r in list(skipped.items())[:4])
-        more = f" (and {len(skipped) - 4} more)" if len(skipped) > 4 else ""
-        warnings.warn(
-            f"pad_1x1_to_3x3 left {len(skipped)} selected 1x1 convolution(s) as they were: {listing}{more}. "
-            "See rramfx_meta(gm)['pad_1x1']['not_padded'].",
-            stacklevel=3,
-        )
+    _warn_skipped(skipped)
     return gm
 
 

@@ -21,9 +21,18 @@ Operations whose result would change when channels are duplicated (a LayerNorm o
 non-uniformly widened dimension, a sum or softmax over channels, a convolution sliding along the
 channel axis as in ECA attention) are recorded as *hazards*: they do not stop a widening, but
 they make an exactly function-preserving one impossible.
+
+Each kind of operation has one rule (`rramfx.channels.registry`): placeholder/output/get_attr and
+module calls (`nodes`), layers by module class (`layers`, `norms`), elementwise operations
+(`pointwise`), indexing and concatenation (`indexing`), reshapes (`reshape`), pooling, padding,
+reductions and softmax (`functional`). `rules.DEFAULT_RULES` registers them all; `ChannelAnalysis`
+looks up each node's rule and calls it.
 """
 from rramfx.channels.analysis import ChannelAnalysis
 from rramfx.channels.plan import WideningPlan
+from rramfx.channels.registry import ModuleRule, Rule, RuleSet
+from rramfx.channels.rules import DEFAULT_RULES, default_rules
 from rramfx.channels.spaces import Layout
 
-__all__ = ["ChannelAnalysis", "Layout", "WideningPlan"]
+__all__ = ["DEFAULT_RULES", "ChannelAnalysis", "Layout", "ModuleRule", "Rule", "RuleSet", "WideningPlan",
+           "default_rules"]

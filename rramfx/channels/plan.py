@@ -29,8 +29,9 @@ class WideningPlan:
 
     ``factor`` multiplies every widenable space, rounded to a multiple of ``divisor`` per layer (a
     space that appears g times in a layer's output, as in grouped convolutions, rounds to
-    ``divisor / gcd(divisor, g)``). With ``preserve_function`` the hazards are enforced: each one
-    raises a PassError (``on_unsupported="raise"``) or pins its channels (``"keep"``).
+    ``divisor / gcd(divisor, g)``). With ``preserve_function`` the hazards are enforced: one with a
+    remedy is listed in ``remedied`` (the pass applies it), any other raises a PassError
+    (``on_unsupported="raise"``) or pins its channels (``"keep"``).
     Unsupported operations touching widenable channels are handled the same way.
     """
 
@@ -44,12 +45,14 @@ class WideningPlan:
         self.keep = on_unsupported == "keep"
         self.kept: list[Kept] = []
         self.violated: list[Hazard] = []
+        self.remedied: list[Hazard] = []
         self._resolve_barriers()
         while True:
             self._sizes()
             violated = [h for h in self.a.hazards if self._violates(h)]
             if not violated or not self.preserve:
                 self.violated = violated
+                self.remedied = [h for h in self.a.hazards if self._remedied(h)]
                 break
             if not self.keep:
                 raise PassError(self._hazard_message(violated[0], len(violated)))
@@ -63,14 +66,17 @@ class WideningPlan:
         return [i for i in range(len(self.S.parent)) if self.S.find(i) == i and i not in self.S.children]
 
     def widenable(self, s: int) -> bool:
+        """Some layer produces the space and nothing pins it."""
         r = self.S.find(s)
         return bool(self.S.producers.get(r)) and r not in self.S.pinned
 
     def widened(self, s: int) -> bool:
+        """The plan gives the space a new size."""
         r = self.S.find(s)
         return self.new_size[r] != self.S.size[r]
 
     def describe(self, s: int) -> str:
+        """The space for error messages: its size and the layers that produce it."""
         prods = sorted(self.S.producers.get(self.S.find(s), ()))
         if not prods:
             return f"channels from {self.S.origin[self.S.find(s)]}"
@@ -129,6 +135,14 @@ class WideningPlan:
             self.new_size[r] = m
 
     def _violates(self, h: Hazard) -> bool:
+        """The hazard changes the output and the pass cannot remedy it."""
+        return self._inexact(h) and not (self.preserve and h.remedy is not None)
+
+    def _remedied(self, h: Hazard) -> bool:
+        """The hazard changes the output unless the pass applies its remedy (which it then does)."""
+        return self.preserve and h.remedy is not None and self._inexact(h)
+
+    def _inexact(self, h: Hazard) -> bool:
         leaves = self.S.expand(h.layout)
         ratios = {self.new_size[s] / self.S.size[s] for s, _ in leaves if self.S.size[s]}
         if ratios <= {1.0}:
@@ -151,9 +165,11 @@ class WideningPlan:
 
     # ---- maps --------------------------------------------------------------------------------------
     def size_of(self, layout: Layout) -> int:
+        """The widened number of elements of a layout."""
         return sum(self.new_size[s] * inner for s, inner in self.S.expand(layout))
 
     def old_size_of(self, layout: Layout) -> int:
+        """The original number of elements of a layout."""
         return sum(self.S.size[s] * inner for s, inner in self.S.expand(layout))
 
     def index_map(self, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,4 +191,5 @@ class WideningPlan:
         return torch.cat(src), torch.cat(cnt)
 
     def changed(self, layout: Layout) -> bool:
+        """True when some space of the layout is widened."""
         return any(self.new_size[s] != self.S.size[s] for s, _ in self.S.expand(layout))

@@ -13,6 +13,7 @@ __all__ = [
     "PIN_SHAPE",
     "PIN_UNSUPPORTED",
     "Layout",
+    "Mismatch",
     "Seg",
     "Spaces",
 ]
@@ -30,7 +31,7 @@ PIN_UNSUPPORTED = "unsupported"
 PIN_KEPT = "kept"
 
 
-class _Mismatch(Exception):
+class Mismatch(Exception):
     """Two layouts cannot be made to agree (internal; turned into a PassError naming the node)."""
 
 
@@ -105,7 +106,7 @@ class Spaces:
         if a == b:
             return
         if self.size[a] != self.size[b]:
-            raise _Mismatch(f"sizes {self.size[a]} and {self.size[b]}")
+            raise Mismatch(f"sizes {self.size[a]} and {self.size[b]}")
         self.parent[b] = a
         pb = self.pinned.pop(b, None)
         if pb is not None and a not in self.pinned:
@@ -157,7 +158,7 @@ class Spaces:
     def unify(self, l1: Layout, l2: Layout) -> None:
         """Make two layouts of the same dimension agree, refining spaces where needed."""
         if self.numel(self.expand(l1)) != self.numel(self.expand(l2)):
-            raise _Mismatch(f"{self.numel(self.expand(l1))} vs {self.numel(self.expand(l2))} elements")
+            raise Mismatch(f"{self.numel(self.expand(l1))} vs {self.numel(self.expand(l2))} elements")
         q1, q2 = deque(self.expand(l1)), deque(self.expand(l2))
         while q1 and q2:
             (a, ia), (b, ib) = q1[0], q2[0]
@@ -189,9 +190,9 @@ class Spaces:
             if ia < ib:
                 q1, q2, (a, ia), (b, ib) = q2, q1, (b, ib), (a, ia)
             if ia % ib or self.size[b] * ib < ia:
-                raise _Mismatch(f"a block of {ia} elements against blocks of {ib}")
+                raise Mismatch(f"a block of {ia} elements against blocks of {ib}")
             parts = self._group(b, ia // ib)
             q2.popleft()
             q2.extendleft(reversed([(c, ci * ib) for c, ci in parts]))
         if q1 or q2:
-            raise _Mismatch("layouts of different length")
+            raise Mismatch("layouts of different length")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rramfx.channels.spaces import Layout
 
@@ -21,12 +22,19 @@ class TV:
 class Hazard:
     """An operation that would change its result if the channels of ``layout`` were duplicated.
     ``uniform_ok``: it is exact when every space in the layout is duplicated the same whole number of
-    times (means, norms over channels)."""
+    times (means, norms over channels).
+
+    ``remedy`` names how the widening pass can still keep the output exact when it preserves the
+    function (``"weights"``: the statistics weight each copy by 1/copies; ``"gather"``: the operation
+    runs on the original channels and its result is copied), and ``data`` what the remedy needs; the
+    hazards of one node share one ``data`` object."""
 
     node: str
     what: str
     layout: Layout
     uniform_ok: bool
+    remedy: str | None = None
+    data: Any = None
 
 
 @dataclass
