@@ -1,6 +1,7 @@
 """Stuck-at faults: statistics, reproducibility, the hand-computed reference, and clearing."""
 
 import copy
+import hashlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 import rramfx
 from rramfx import SA0, SA1, FaultError, FaultModel, FaultSet, Policy
-from rramfx.crossbar.faults import layer_rng
+from rramfx.crossbar.faults import chip_seed, draw_fault_set, layer_rng
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,41 @@ def test_fault_stream_is_pinned():
     codes = FaultModel(sa1=0.1, sa0=0.05).sample((1000,), layer_rng(0, "conv1"))
     assert np.bincount(codes.numpy(), minlength=3).tolist() == [858, 92, 50]
     assert codes[:12].tolist() == [0, 0, 0, 1, 2, 0, 0, 1, 1, 1, 0, 0]
+
+
+#: sha256 (first 24 hex digits) of the codes drawn for shapes (7,), (64, 3, 3, 3), (257, 129, 3) from
+#: layer_rng(12345, "layer1.0.conv1"), recorded before the sampler was rewritten for speed.
+PINNED_CODES = [
+    (0.1, 0.0, "e722a2ddb1277d319a767329"),
+    (0.1, 0.05, "683cc6fa05c11055c17b7dbe"),
+    (0.0, 0.02, "8001f624892f0c9a58531df2"),
+    (0.5, 0.5, "a0eff4a9246029152a75d9a3"),
+    (1.0, 0.0, "35a7a072632eb3389be4a4fa"),
+    (0.0, 1.0, "8bdbb020434484f8b7ed6b9d"),
+    (0.3333333, 0.1234567, "5237f57d0107bb6c6f9d798c"),
+    (0.0001, 2e-05, "76d6fe33fac7e401e561473e"),
+]
+
+
+@pytest.mark.parametrize(("sa1", "sa0", "digest"), PINNED_CODES)
+def test_fault_codes_checksum_is_pinned(sa1, sa0, digest):
+    # A chip's seed is a contract: the same seed must give bit-identical codes in every release.
+    h = hashlib.sha256()
+    for shape in [(7,), (64, 3, 3, 3), (257, 129, 3)]:
+        h.update(FaultModel(sa1=sa1, sa0=sa0).sample(shape, layer_rng(12345, "layer1.0.conv1")).numpy().tobytes())
+    assert h.hexdigest()[:24] == digest
+
+
+def test_chip_checksum_is_pinned(small_net):
+    gm = rramfx.prepare(small_net, Policy())
+    chip = draw_fault_set(rramfx.crossbar_layers(gm), FaultModel(sa1=0.1, sa0=0.03), chip_seed(3, 5))
+    h = hashlib.sha256()
+    for path in sorted(chip):
+        h.update(path.encode())
+        h.update(chip[path].numpy().tobytes())
+    assert sorted(chip) == ["dw", "grouped", "stem"]
+    assert h.hexdigest()[:24] == "1d7e06fbb5202c3defa1cd80"
+    assert chip.counts() == {"healthy": 2513, "SA1": 281, "SA0": 86}
 
 
 @pytest.mark.parametrize("p_expected", [0.0, 0.1])
