@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -62,19 +63,41 @@ def dropconnect(weight: torch.Tensor, p: float) -> torch.Tensor:
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     """A CPU ``bool`` tensor of ``shape``, each entry False with probability round(p · 2**16) / 2**16.
 
-    Why this way: it is DropConnect's whole random cost, so it is drawn near the memory limit. One
-    seed is taken from torch's global generator per call (``torch.manual_seed`` reproduces the mask);
-    PCG64 seeded with it gives ``numel / 4`` raw 64-bit words, read as signed 16-bit integers (uniform
-    on [-2**15, 2**15)) and compared with an integer threshold: nothing is converted to float.
+    Why this way: it is DropConnect's whole random cost, so it is drawn near the memory limit. Each
+    call takes a fresh 124-bit PCG64 state from torch's global generator (``torch.manual_seed``
+    reproduces the mask); PCG64 gives ``numel / 4`` raw 64-bit words, read as signed 16-bit integers
+    (uniform on [-2**15, 2**15)) and compared with an integer threshold: nothing is converted to float.
     """
     n = math.prod(shape)
     dropped = round(p * DRAW_LEVELS)
-    seed = int(torch.randint(0, 2**62, (1,)).item())
+    state = _state_from_torch()  # drawn in every case, so torch's generator advances alike
     if dropped <= 0 or dropped >= DRAW_LEVELS:
         return torch.full(tuple(shape), dropped <= 0, dtype=torch.bool)
-    bits = np.random.PCG64(seed).random_raw(-(-n // 4)).view(np.int16)[:n]
+    bits = _raw_words(state, -(-n // 4)).view(np.int16)[:n]
     # A weight is dropped iff its signed draw is below dropped - 2**15: `dropped` of the 2**16 values.
-    return torch.from_numpy(np.greater_equal(bits, dropped - DRAW_LEVELS // 2)).view(tuple(shape))
+    return torch.from_numpy(np.greater_equal(bits, dropped - DRAW_LEVELS // 2).reshape(tuple(shape)))
+
+
+#: PCG's default 128-bit stream (odd, as PCG requires); the state alone is drawn per call.
+_PCG_INCREMENT = 0x5851F42D4C957F2D14057B7EF767814F
+_THREAD = threading.local()
+
+
+def _state_from_torch() -> int:
+    high, low = torch.randint(0, 2**62, (2,)).tolist()
+    return high << 62 | low
+
+
+def _raw_words(state: int, count: int) -> np.ndarray:
+    """``count`` raw PCG64 outputs from ``state``. The state is set on one generator per thread: a
+    new ``PCG64(seed)`` hashes its seed through a SeedSequence, a fixed cost per layer and step that
+    measured as large as the draw itself for small layers (the state is already random bits here)."""
+    gen = getattr(_THREAD, "pcg64", None)
+    if gen is None:
+        gen = _THREAD.pcg64 = np.random.PCG64()
+    gen.state = {"bit_generator": "PCG64", "state": {"state": state, "inc": _PCG_INCREMENT},
+                 "has_uint32": 0, "uinteger": 0}
+    return gen.random_raw(count)
 
 
 _ZERO = torch.zeros(())
