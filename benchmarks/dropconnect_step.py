@@ -8,8 +8,10 @@ alike; the ratio of medians is the overhead of drawing one Bernoulli mask per RR
 - old:   the mask path rramfx used before (float32 uniforms, float mask; kept here, in the benchmark
   only, for comparison; CPU only, on a GPU both are torch's fused dropout).
 
-    python benchmarks/dropconnect_step.py [--device cpu|cuda] [--models resnet18,mobilenetv2_100]
+    python benchmarks/dropconnect_step.py [--device cpu|cuda] [--models timm:resnet18,timm:mobilenetv2_100]
         [--batches 32,128] [--rounds 12] [--no-old] [--quick]
+
+Models are rramfx model specs (``timm:NAME``, ``tv:NAME``, ``resnet20``, ...).
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 
 import rramfx
 from rramfx.crossbar import layers as crossbar_layers_module
+from rramfx.models.spec import create_model
 
 
 def old_dropconnect(weight: torch.Tensor, p: float) -> torch.Tensor:
@@ -80,11 +82,11 @@ def interleaved(steps: dict[str, Callable[[], float]], rounds: int, warmup: int 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def measure(name: str, device: str, batch: int, size: int, rounds: int, drop_rate: float, conv_1x1: str,
+def measure(spec: str, device: str, batch: int, size: int, rounds: int, drop_rate: float, conv_1x1: str,
             old: bool) -> dict:
-    """Median step times of the plain, new (and old) variants of one timm model at one batch size."""
+    """Median step times of the plain, new (and old) variants of one model at one batch size."""
     torch.manual_seed(0)
-    model = timm.create_model(name, num_classes=10, pretrained=False)
+    model = create_model(spec, num_classes=10)
     variants = ["plain", "new", "old"] if old and device == "cpu" else ["plain", "new"]
     models = {v: rramfx.prepare(model, rramfx.Policy(drop_rate=0.0 if v == "plain" else drop_rate,
                                                      conv_1x1=conv_1x1)).to(device).train() for v in variants}
@@ -100,7 +102,7 @@ def measure(name: str, device: str, batch: int, size: int, rounds: int, drop_rat
 
     med = interleaved({v: stepper(v) for v in variants}, rounds)
     layers = rramfx.crossbar_layers(models["new"])
-    return {"model": name, "batch": batch, "rram_layers": len(layers),
+    return {"model": spec, "batch": batch, "rram_layers": len(layers),
             "rram_weights": sum(m.weight.numel() for m in layers.values()),
             **{f"{v}_ms": 1e3 * t for v, t in med.items()},
             **{f"{v}_ratio": t / med["plain"] for v, t in med.items() if v != "plain"}}
@@ -108,7 +110,7 @@ def measure(name: str, device: str, batch: int, size: int, rounds: int, drop_rat
 
 def row(r: dict) -> str:
     old = f"{r['old_ms']:8.1f} {r['old_ratio']:6.3f}" if "old_ms" in r else f"{'-':>8s} {'-':>6s}"
-    return (f"{r['model']:16s} {r['batch']:5d} {r['rram_layers']:5d} {r['rram_weights'] / 1e6:7.2f}M "
+    return (f"{r['model']:21s} {r['batch']:5d} {r['rram_layers']:5d} {r['rram_weights'] / 1e6:7.2f}M "
             f"{r['plain_ms']:8.1f} {old} {r['new_ms']:8.1f} {r['new_ratio']:6.3f}")
 
 
@@ -119,7 +121,7 @@ def load() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--models", default="resnet18,mobilenetv2_100")
+    ap.add_argument("--models", default="timm:resnet18,timm:mobilenetv2_100", help="comma-separated model specs")
     ap.add_argument("--batches", default="32,128", help="comma-separated batch sizes (default 32,128)")
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=12)
@@ -136,11 +138,11 @@ def main() -> None:
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {dev}; {args.size}x{args.size} inputs, drop rate {args.drop_rate}, 1x1 convs on "
           f"{args.conv_1x1}, median of {args.rounds} interleaved steps; torch {torch.__version__}; {load()}")
-    print(f"{'model':16s} {'batch':>5s} {'RRAM':>5s} {'weights':>8s} {'plain ms':>8s} {'old ms':>8s} {'ratio':>6s} "
+    print(f"{'model':21s} {'batch':>5s} {'RRAM':>5s} {'weights':>8s} {'plain ms':>8s} {'old ms':>8s} {'ratio':>6s} "
           f"{'new ms':>8s} {'ratio':>6s}")
-    for name in args.models.split(","):
+    for spec in args.models.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
-            r = measure(name, args.device, batch, args.size, args.rounds, args.drop_rate, args.conv_1x1,
+            r = measure(spec, args.device, batch, args.size, args.rounds, args.drop_rate, args.conv_1x1,
                         not args.no_old)
             print(row(r), flush=True)
     print(load())

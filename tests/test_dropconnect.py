@@ -1,4 +1,10 @@
-"""DropConnect's mask: its rate, independence, exact gradient, reproducibility and compact backward."""
+"""DropConnect's mask: its rate, independence, exact gradient, reproducibility and compact backward;
+and the GPU benchmark script, checked on the CPU."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +135,14 @@ def test_channels_last_weight_keeps_its_layout():
     keep = keep_mask(w.shape, 0.25)
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(out, w.detach() * keep * (1 / 0.75))
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    subprocess.run(["bash", str(root / "benchmarks" / "gpu.sh"), "--device", "cpu", "--quick"], env=env, check=True,
+                   capture_output=True, timeout=600)
+    text = (tmp_path / "gpu_benchmarks.txt").read_text()
+    for line in ("timm:resnet18", "resnet20", "timm:mobilenetv2_100", "model tv:resnet18:", "monte_carlo"):
+        assert line in text, text
