@@ -126,21 +126,21 @@ class FaultModel(BaseFaultModel):
         return torch.where(codes == SA1, torch.zeros_like(weight), out)
 
     def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """``corrupt(weight, codes) * scale`` for a weight on the CPU, in NumPy passes without ``where``:
-        max|w| as max(max, -min), the healthy cells as one 0/1 byte mask multiplied in, SA0 cells set
-        by index (they are few). Equal to the definition (a dropped negative weight may read -0.0);
-        other dtypes and devices use the definition."""
+        """``corrupt(weight, codes) * scale`` for a weight on the CPU, in NumPy passes without ``where``
+        (several times faster): the healthy cells as a {0, scale} factor multiplied in, SA0 cells set by
+        index (they are few), max|w| as max(max, -min). Equal to the definition (a stuck-at-1 cell of a
+        negative weight may read -0.0); other dtypes and devices use the definition."""
         if weight.device.type != "cpu" or weight.dtype not in _NUMPY_FLOATS or not _plain(weight.detach(), codes):
             return super().read_weight(weight, codes, scale)
         w, c = weight.detach().numpy(), codes.numpy()
+        dtype = w.dtype.type
+        healthy = np.subtract(c, 1)  # uint8 wraps: code - 1 > 1 for every code but SA1 (1) and SA0 (2)
+        healthy = np.greater(healthy, 1, out=healthy.view(np.bool_))
+        out = np.multiply(healthy, dtype(scale), dtype=w.dtype)
+        np.multiply(w, out, out=out)
         sa0 = c == SA0
-        healthy = np.not_equal(c, SA1)
-        healthy &= ~sa0
-        out = np.multiply(w, healthy.view(np.uint8), dtype=w.dtype)
-        if scale != 1.0:
-            out *= w.dtype.type(scale)
         if sa0.any():
-            high = w.dtype.type(max(w.max(), -w.min())) * w.dtype.type(scale)  # as amax, then the scale
+            high = dtype(max(w.max(), -w.min())) * dtype(scale)  # as amax, then the scale
             where = np.flatnonzero(sa0)
             out.reshape(-1)[where] = np.where(w.reshape(-1)[where] >= 0, high, -high)
         return torch.from_numpy(out)
