@@ -1,6 +1,7 @@
 """Stuck-at faults: statistics, reproducibility, the hand-computed reference, and clearing."""
 
 import copy
+import hashlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 import rramfx
 from rramfx import SA0, SA1, FaultError, FaultModel, FaultSet, Policy
-from rramfx.crossbar.faults import layer_rng
+from rramfx.crossbar.faults import chip_seed, draw_fault_set, layer_rng, uint32_bound, uint32_draws
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,115 @@ def test_fault_stream_is_pinned():
     codes = FaultModel(sa1=0.1, sa0=0.05).sample((1000,), layer_rng(0, "conv1"))
     assert np.bincount(codes.numpy(), minlength=3).tolist() == [858, 92, 50]
     assert codes[:12].tolist() == [0, 0, 0, 1, 2, 0, 0, 1, 1, 1, 0, 0]
+
+
+#: sha256 (first 24 hex digits) of the codes drawn for shapes (7,), (64, 3, 3, 3), (257, 129, 3) from
+#: layer_rng(12345, "layer1.0.conv1"), recorded before the sampler was rewritten for speed.
+PINNED_CODES = [
+    (0.1, 0.0, "e722a2ddb1277d319a767329"),
+    (0.1, 0.05, "683cc6fa05c11055c17b7dbe"),
+    (0.0, 0.02, "8001f624892f0c9a58531df2"),
+    (0.5, 0.5, "a0eff4a9246029152a75d9a3"),
+    (1.0, 0.0, "35a7a072632eb3389be4a4fa"),
+    (0.0, 1.0, "8bdbb020434484f8b7ed6b9d"),
+    (0.3333333, 0.1234567, "5237f57d0107bb6c6f9d798c"),
+    (0.0001, 2e-05, "76d6fe33fac7e401e561473e"),
+]
+
+
+@pytest.mark.parametrize(("sa1", "sa0", "digest"), PINNED_CODES)
+def test_fault_codes_checksum_is_pinned(sa1, sa0, digest):
+    # A chip's seed is a contract: the same seed must give bit-identical codes in every release.
+    h = hashlib.sha256()
+    for shape in [(7,), (64, 3, 3, 3), (257, 129, 3)]:
+        h.update(FaultModel(sa1=sa1, sa0=sa0).sample(shape, layer_rng(12345, "layer1.0.conv1")).numpy().tobytes())
+    assert h.hexdigest()[:24] == digest
+
+
+def test_chip_checksum_is_pinned(small_net):
+    gm = rramfx.prepare(small_net, Policy())
+    chip = draw_fault_set(rramfx.crossbar_layers(gm), FaultModel(sa1=0.1, sa0=0.03), chip_seed(3, 5))
+    h = hashlib.sha256()
+    for path in sorted(chip):
+        h.update(path.encode())
+        h.update(chip[path].numpy().tobytes())
+    assert sorted(chip) == ["dw", "grouped", "stem"]
+    assert h.hexdigest()[:24] == "1d7e06fbb5202c3defa1cd80"
+    assert chip.counts() == {"healthy": 2513, "SA1": 281, "SA0": 86}
+
+
+def _sample_by_definition(fm, shape, rng):
+    """FaultModel.sample as first written (float32 uniforms, three comparisons): the oracle."""
+    u = rng.random(tuple(shape), dtype=np.float32)
+    codes = np.zeros(u.shape, dtype=np.uint8)
+    codes[u < fm.sa1] = SA1
+    codes[(u >= fm.sa1) & (u < fm.sa1 + fm.sa0)] = SA0
+    return torch.from_numpy(codes)
+
+
+def _same_state(a: np.random.Generator, b: np.random.Generator) -> bool:
+    sa, sb = a.bit_generator.state, b.bit_generator.state
+    return repr({k: v for k, v in sa.items() if k != "state"}) == repr({k: v for k, v in sb.items() if k != "state"}) \
+        and all(np.array_equal(x, y) for x, y in zip(sa["state"].values(), sb["state"].values(), strict=True))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 1000])
+@pytest.mark.parametrize("bitgen", [np.random.PCG64, np.random.MT19937, np.random.SFC64])
+@pytest.mark.parametrize("skew", [0, 1])
+def test_uint32_draws_are_the_float_draws_bits_and_leave_the_same_state(n, bitgen, skew):
+    a, b = np.random.Generator(bitgen(5)), np.random.Generator(bitgen(5))
+    a.random(skew, dtype=np.float32), b.random(skew, dtype=np.float32)  # odd start: a half word buffered
+    bits, floats = uint32_draws(a, n), b.random(n, dtype=np.float32)
+    assert bits.dtype == np.uint32 and np.array_equal((bits >> 8).astype(np.float32) * np.float32(2**-24), floats)
+    assert _same_state(a, b)
+    assert np.array_equal(a.random(3, dtype=np.float32), b.random(3, dtype=np.float32))
+
+
+def test_uint32_bound_is_the_float32_comparison_in_integers():
+    rates = [0.0, 1.0, 0.1, 0.5, 1e-9, 2**-24, 3 * 2**-25, 1 - 2**-24, 0.1000000020, 0.3333333]
+    rates += np.random.default_rng(0).random(200).tolist()
+    for rate in rates:
+        k = uint32_bound(rate) >> 8  # draws below k·256 read as uniforms below float32(rate)
+        assert uint32_bound(rate) % 256 == 0 and 0 <= k <= 2**24
+        if k > 0:
+            assert np.float32((k - 1) * 2**-24) < np.float32(rate)
+        if k < 2**24:
+            assert not np.float32(k * 2**-24) < np.float32(rate)
+
+
+@pytest.mark.parametrize(("sa1", "sa0"), [(0.1, 0.0), (0.1, 0.05), (0.0, 0.3), (0.5, 0.5), (1.0, 0.0), (0.0, 1.0),
+                                          (0.2, 1e-9), (0.7, 0.2999999), (0.0, 0.0)])
+def test_sample_equals_its_definition(sa1, sa0):
+    fm = FaultModel(sa1=sa1, sa0=sa0)
+    for shape in [(5,), (64, 3, 3, 3), (33, 17, 5)]:
+        a, b = layer_rng(3, "x"), layer_rng(3, "x")
+        assert torch.equal(fm.sample(shape, a), _sample_by_definition(fm, shape, b))
+        assert _same_state(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("scale", [1.0, 1 / 0.9])
+def test_read_weight_equals_corrupt_times_scale(dtype, scale):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(32, 16, 3, 3, generator=gen).to(dtype)
+    w.view(-1)[:50] = -0.0
+    codes = torch.randint(0, 4, w.shape, generator=gen, dtype=torch.uint8)  # 3: no fault kind, healthy
+    for fm in (FaultModel(sa1=0.1, sa0=0.01), FaultModel(sa1=0.1)):
+        for c in (codes, codes.clamp(max=1)):  # with and without SA0 cells
+            want = fm.corrupt(w, c) * scale if scale != 1.0 else fm.corrupt(w, c)
+            got = fm.read_weight(w, c, scale)
+            assert got.dtype == dtype and got.shape == w.shape and torch.equal(got, want)
+
+
+def test_eval_weight_takes_the_fast_read_and_training_keeps_the_gradient(small_net):
+    gm = rramfx.prepare(small_net, Policy(fault_rate=0.1)).eval()
+    rramfx.inject_faults(gm, FaultModel(sa1=0.1, sa0=0.02), seed=4)
+    layer = gm.get_submodule("stem")
+    with torch.no_grad():
+        fast = layer.effective_weight()
+    graded = layer.effective_weight()  # grad enabled: the differentiable definition
+    assert graded.grad_fn is not None and fast.grad_fn is None
+    assert torch.equal(fast, graded.detach())
 
 
 @pytest.mark.parametrize("p_expected", [0.0, 0.1])

@@ -13,6 +13,8 @@ state_dict keys are unchanged); it only changes the weight the layer computes wi
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,28 +24,107 @@ from torch import nn
 
 from rramfx.crossbar.faults import BaseFaultModel
 
-__all__ = ["CrossbarLayer", "crossbar_class", "dropconnect", "to_crossbar_layer", "to_plain_layer"]
+__all__ = [
+    "DRAW_LEVELS",
+    "CrossbarLayer",
+    "crossbar_class",
+    "dropconnect",
+    "keep_mask",
+    "to_crossbar_layer",
+    "to_plain_layer",
+]
 
 _CLASSES: dict[type[nn.Module], type[nn.Module]] = {}
 # Layers whose forward is torch's own: the faulty weight is passed straight to the kernel.
 _DEFAULT_FORWARDS = {nn.Linear.forward, nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward}
 
 
+#: Resolution of the drop probability: a weight is dropped when a uniform 16-bit draw is below
+#: round(p · 2**16), so the Bernoulli rate is p to within 2**-17.
+DRAW_LEVELS = 1 << 16
+
+
 def dropconnect(weight: torch.Tensor, p: float) -> torch.Tensor:
     """``weight`` with each entry dropped with probability ``p`` and the kept ones scaled by 1/(1-p).
 
     One mask draw per call, taken from torch's global generator so ``torch.manual_seed`` makes
-    training reproducible. On the CPU the uniform draws come from NumPy's PCG64 seeded from torch's
-    generator, about twice as fast as ``torch.rand`` there (see benchmarks/README.md); elsewhere
-    the device's fused dropout kernel does the whole job.
+    training reproducible and every call (layer, step) gets an independent mask. On the CPU the mask
+    comes from 16 raw random bits per weight compared in integers (`keep_mask`), and only that one-byte
+    mask is kept for the backward pass: a fraction of the memory traffic of float uniforms and a float
+    mask (see benchmarks/README.md). Elsewhere the device's fused dropout kernel does the whole job.
     """
+    if p == 0:
+        return weight
     if weight.device.type != "cpu":
         return F.dropout(weight, p, training=True)
-    seed = int(torch.randint(0, 2**62, (1,)).item())
-    u = np.random.Generator(np.random.PCG64(seed)).random(weight.shape, dtype=np.float32)
-    mask = (u >= p).astype(np.float32)
-    mask *= np.float32(1.0 / (1.0 - p))
-    return weight * torch.from_numpy(mask).to(weight.dtype)
+    return _DropConnect.apply(weight, keep_mask(weight.shape, p), 1.0 / (1.0 - p))
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
+    """A CPU ``bool`` tensor of ``shape``, each entry False with probability round(p · 2**16) / 2**16.
+
+    Why this way: it is DropConnect's whole random cost, so it is drawn near the memory limit. Each
+    call takes a fresh 124-bit PCG64 state from torch's global generator (``torch.manual_seed``
+    reproduces the mask); PCG64 gives ``numel / 4`` raw 64-bit words, read as signed 16-bit integers
+    (uniform on [-2**15, 2**15)) and compared with an integer threshold: nothing is converted to float.
+    """
+    n = math.prod(shape)
+    dropped = round(p * DRAW_LEVELS)
+    state = _state_from_torch()  # drawn in every case, so torch's generator advances alike
+    if dropped <= 0 or dropped >= DRAW_LEVELS:
+        return torch.full(tuple(shape), dropped <= 0, dtype=torch.bool)
+    bits = _raw_words(state, -(-n // 4)).view(np.int16)[:n]
+    # A weight is dropped iff its signed draw is below dropped - 2**15: `dropped` of the 2**16 values.
+    return torch.from_numpy(np.greater_equal(bits, dropped - DRAW_LEVELS // 2).reshape(tuple(shape)))
+
+
+#: PCG's default 128-bit stream (odd, as PCG requires); the state alone is drawn per call.
+_PCG_INCREMENT = 0x5851F42D4C957F2D14057B7EF767814F
+_THREAD = threading.local()
+
+
+def _state_from_torch() -> int:
+    high, low = torch.randint(0, 2**62, (2,)).tolist()
+    return high << 62 | low
+
+
+def _raw_words(state: int, count: int) -> np.ndarray:
+    """``count`` raw PCG64 outputs from ``state``. The state is set on one generator per thread: a
+    new ``PCG64(seed)`` hashes its seed through a SeedSequence, a fixed cost per layer and step that
+    measured as large as the draw itself for small layers (the state is already random bits here)."""
+    gen = getattr(_THREAD, "pcg64", None)
+    if gen is None:
+        gen = _THREAD.pcg64 = np.random.PCG64()
+    gen.state = {"bit_generator": "PCG64", "state": {"state": state, "inc": _PCG_INCREMENT},
+                 "has_uint32": 0, "uinteger": 0}
+    return gen.random_raw(count)
+
+
+_ZERO = torch.zeros(())
+
+
+def _masked_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    """x · keep · scale: the mask's bytes converted to x's dtype and layout, then one vectorised
+    ``addcmul`` in place (a product with the ``bool`` mask itself casts element by element on the
+    CPU, and a new output costs page faults: each several times slower, see benchmarks/README.md)."""
+    out = torch.empty_like(x).copy_(keep.view(torch.uint8))
+    return torch.addcmul(_ZERO.to(x.dtype), x, out, value=scale, out=out)
+
+
+class _DropConnect(torch.autograd.Function):
+    """weight · keep · scale, keeping only the ``bool`` mask for the backward pass: the gradient of a
+    dropped weight is exactly 0, of a kept weight exactly ``scale`` × the upstream gradient."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return _masked_scale(weight, keep, scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (keep,) = ctx.saved_tensors
+        return _masked_scale(grad, keep, ctx.scale), None, None
 
 
 class CrossbarLayer(nn.Module):
@@ -62,6 +143,9 @@ class CrossbarLayer(nn.Module):
         """The weight this forward computes with (see the module docstring)."""
         w = self.weight
         if self.fault_codes is not None:
+            if not self.training and not (torch.is_grad_enabled() and w.requires_grad):
+                scale = 1.0 / (1.0 - self.fault_rate) if self.fault_rate > 0 else 1.0
+                return self.fault_model.read_weight(w, self.fault_codes, scale)  # the same, faster
             w = self.fault_model.corrupt(w, self.fault_codes)
         if self.training:
             return dropconnect(w, self.drop_rate) if self.drop_rate > 0 else w
