@@ -25,6 +25,7 @@ from torch import fx, nn
 from rramfx.channels import ChannelAnalysis, WideningPlan
 from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import ArgumentError, PassError
+from rramfx.graph.modules import eval_mode
 from rramfx.graph.record import copy_graph_module, rramfx_meta
 from rramfx.graph.shapes import as_args
 from rramfx.passes.widen_graph import rewrite_graph
@@ -67,14 +68,8 @@ def _relative_error(got: Any, want: Any) -> float:
 
 
 def _run(gm: fx.GraphModule, args: tuple) -> Any:
-    flags = [(m, m.training) for m in gm.modules()]
-    gm.eval()
-    try:
-        with torch.no_grad():
-            return gm(*args)
-    finally:
-        for m, flag in flags:
-            m.training = flag
+    with eval_mode(gm), torch.no_grad():
+        return gm(*args)
 
 
 def _refuse_crossbar(gm: fx.GraphModule) -> None:

@@ -10,7 +10,7 @@ import torch
 from rramfx.cli.hardware import add_hardware_args, hardware_from_args
 from rramfx.cost.estimate import estimate_cost
 from rramfx.errors import ArgumentError
-from rramfx.models.spec import create_model
+from rramfx.models.recipe import ModelRecipe
 from rramfx.policy import Policy
 
 __all__ = ["register", "run"]
@@ -51,11 +51,9 @@ def run(args: argparse.Namespace) -> int:
     shape = _input_shape(args.input_shape)
     hardware = hardware_from_args(args)
     policy = Policy.from_file(args.policy) if args.policy else Policy()
-    reference = ":" not in args.model
-    kwargs = {"width": args.width} if reference and args.width != 1.0 else {}
-    if args.width != 1.0 and not reference:
-        policy = Policy.from_dict({**policy.to_dict(), "widen": args.width})
-    model = create_model(args.model, num_classes=args.num_classes, in_chans=shape[0], **kwargs).eval()
+    recipe = ModelRecipe(args.model, num_classes=args.num_classes, in_chans=shape[0], width=args.width)
+    policy = recipe.policy(policy)
+    model = recipe.create().eval()
     x = torch.zeros(1, *shape)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

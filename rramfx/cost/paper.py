@@ -25,6 +25,7 @@ import torch
 
 from rramfx.cost.estimate import CostReport, Hardware, estimate_cost
 from rramfx.policy import Policy
+from rramfx.tables import table_lines
 
 __all__ = [
     "MOBILENET_ROUNDED_TO_8",
@@ -130,11 +131,10 @@ def table2_rows(configs: Iterable[Table2Config] = TABLE2_CONFIGS, hardware: Hard
 
 def table2_markdown(rows: Iterable[Table2Row]) -> str:
     """The rows as a markdown table (ratios to width 1; differences from the paper in %)."""
-    lines = ["| model | width | latency | energy | paper latency | paper energy | diff latency | diff energy "
-             "| RRAM layers only | with host |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.label} | {r.width:g} | {r.latency:.3f} | {r.energy:.3f} | {r.paper_latency:.3f} "
-                     f"| {r.paper_energy:.3f} | {100 * r.latency_diff:+.1f}% | {100 * r.energy_diff:+.1f}% "
-                     f"| {r.rram_latency:.3f} | {r.system_latency:.3f} |")
+    header = ["model", "width", "latency", "energy", "paper latency", "paper energy", "diff latency",
+              "diff energy", "RRAM layers only", "with host"]
+    cells = [[r.label, f"{r.width:g}", f"{r.latency:.3f}", f"{r.energy:.3f}", f"{r.paper_latency:.3f}",
+              f"{r.paper_energy:.3f}", f"{100 * r.latency_diff:+.1f}%", f"{100 * r.energy_diff:+.1f}%",
+              f"{r.rram_latency:.3f}", f"{r.system_latency:.3f}"] for r in rows]
+    lines = table_lines(header, cells, "<" + ">" * 9, markdown=True, pad=False)
     return "\n".join(lines)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from rramfx.tables import table_lines
 
 __all__ = ["render_table", "si"]
 
@@ -24,15 +25,6 @@ def si(value: float, unit: str) -> str:
     return f"{value / scale:.4g} {prefix}{unit}"
 
 
-def _grid(header: Sequence[str], rows: list[Sequence[str]], aligns: str) -> list[str]:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def fmt(row: Sequence[str]) -> str:
-        return "  ".join(f"{v:{a}{w}}" for v, a, w in zip(row, aligns, widths, strict=True)).rstrip()
-
-    return [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)]
-
-
 def render_table(report: CostReport) -> str:
     """Per-layer rows, then totals per device and overall, then the hardware and input shapes."""
     total = report.total
@@ -42,12 +34,12 @@ def render_table(report: CostReport) -> str:
         matrix = f"{c.rows}x{c.cols}" + (f" x{c.groups}" if c.groups > 1 else "")
         rows.append([c.path, c.device, c.kernel, f"{c.macs:,}", matrix, str(c.tiles) if c.device == "rram" else "-",
                      si(c.latency_s, "s"), si(c.energy_j, "J"), f"{100 * c.latency_s / share:.1f}%"])
-    lines = _grid(["layer", "device", "kernel", "MACs/sample", "matrix", "tiles", "latency", "energy", "time"],
+    lines = table_lines(["layer", "device", "kernel", "MACs/sample", "matrix", "tiles", "latency", "energy", "time"],
                   rows, "<<<><>>>>")
     sums = [[name, str(t.layers), f"{t.macs:,}", f"{t.ops:,}", str(t.tiles), si(t.latency_s, "s"), si(t.energy_j, "J"),
              f"{100 * t.latency_s / share:.1f}%"]
             for name, t in [*report.per_device.items(), ("total", total)]]
-    lines += ["", *_grid(["device", "layers", "MACs/sample", "ops/sample", "tiles", "latency", "energy", "time"],
+    lines += ["", *table_lines(["device", "layers", "MACs/sample", "ops/sample", "tiles", "latency", "energy", "time"],
                          sums, "<>>>>>>>")]
     shapes = ", ".join("x".join(map(str, s)) for s in report.input_shapes)
     lines += ["", f"per sample of input {shapes}; {report.hardware.describe()}"]

@@ -31,7 +31,7 @@ from rramfx.crossbar.chip import apply_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet, chip_seed, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import ArgumentError, ArgumentTypeError, NotPreparedError
-from rramfx.graph.modules import module_device
+from rramfx.graph.modules import eval_mode, module_device
 from rramfx.statistics import chip_statistics, t_quantile_975
 
 
@@ -114,14 +114,10 @@ def evaluate(model: nn.Module, loader: Iterable[Any]) -> float:
     """Top-1 accuracy of ``model`` (in eval mode) over ``loader``, on the model's device.
 
     Whatever chip is applied to a prepared model counts: with no faults this is the fault-free
-    accuracy. The model's train/eval mode is restored afterwards.
+    accuracy. Every submodule's train/eval flag is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         correct, total = _count_correct(model, loader, module_device(model))
-    finally:
-        model.train(was_training)
     if total == 0:
         raise ArgumentError("loader yielded no samples")
     return correct.item() / total
@@ -204,30 +200,28 @@ def monte_carlo(
         fault_rate = unit_rate("fault_rate", fault_rate)
     device = module_device(gm)
     saved = {path: (m.fault_codes, m.fault_model, m.fault_rate) for path, m in layers.items()}
-    was_training = gm.training
     start = time.perf_counter()
-    gm.eval()
-    try:
-        if fault_rate is not None:
-            for m in layers.values():
-                m.fault_rate = fault_rate
-        p_prime = fault_rate if fault_rate is not None else _common_fault_rate(layers)
-        _warn_unscaled(fault_model, p_prime, layers)
-        if not layers or _draws_nothing(fault_model):
-            for m in layers.values():
-                m.fault_codes, m.fault_model = None, None
-            with torch.no_grad():
-                correct, total = _count_correct(gm, loader, device)
-            accuracies = [correct.item() / max(total, 1)] * trials
-        else:
-            accuracies, total = _run_chips(gm, layers, loader, fault_model, trials, seed, device, cache_bytes,
-                                           progress)
-        if total == 0:
-            raise ArgumentError("loader yielded no samples")
-    finally:
-        for path, m in layers.items():
-            m.fault_codes, m.fault_model, m.fault_rate = saved[path]
-        gm.train(was_training)
+    with eval_mode(gm):
+        try:
+            if fault_rate is not None:
+                for m in layers.values():
+                    m.fault_rate = fault_rate
+            p_prime = fault_rate if fault_rate is not None else _common_fault_rate(layers)
+            _warn_unscaled(fault_model, p_prime, layers)
+            if not layers or _draws_nothing(fault_model):
+                for m in layers.values():
+                    m.fault_codes, m.fault_model = None, None
+                with torch.no_grad():
+                    correct, total = _count_correct(gm, loader, device)
+                accuracies = [correct.item() / max(total, 1)] * trials
+            else:
+                accuracies, total = _run_chips(gm, layers, loader, fault_model, trials, seed, device, cache_bytes,
+                                               progress)
+            if total == 0:
+                raise ArgumentError("loader yielded no samples")
+        finally:
+            for path, m in layers.items():
+                m.fault_codes, m.fault_model, m.fault_rate = saved[path]
     return MonteCarloResult(tuple(accuracies), seed, fault_model.to_dict(), float(p_prime if layers else 0.0),
                             total, len(layers), time.perf_counter() - start)
 

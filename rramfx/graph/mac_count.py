@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rramfx.crossbar.tiling import geometry, macs
+from rramfx.graph.modules import eval_mode
 
 __all__ = ["count_macs"]
 
@@ -33,19 +34,15 @@ def count_macs(model: nn.Module, paths: Iterable[str], args: tuple) -> dict[str,
                 counts[path][1] += macs(kind, fan, x.numel(), output.numel())
         return record
 
-    flags = [(m, m.training) for m in model.modules()]
     handles = []
     try:
         for path in counts:
             layer = model.get_submodule(path)
             geo = geometry(layer)
             handles.append(layer.register_forward_hook(hook(path, geo.kind, geo.fan)))
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(*args)
     finally:
         for h in handles:
             h.remove()
-        for m, flag in flags:
-            m.training = flag
     return {p: (c[0], c[1]) for p, c in counts.items()}

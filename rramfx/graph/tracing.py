@@ -23,7 +23,7 @@ from torch import fx, nn
 from torch.utils._pytree import tree_leaves
 
 from rramfx.errors import ArgumentTypeError, TraceError
-from rramfx.graph.modules import is_weighted
+from rramfx.graph.modules import eval_mode, is_weighted
 from rramfx.graph.record import rramfx_meta
 from rramfx.graph.shapes import as_args
 
@@ -193,14 +193,9 @@ def _explain(path: str, cls: type, error: BaseException) -> str:
 def check_traced_equal(model: nn.Module, gm: fx.GraphModule, example_inputs: Any) -> None:
     """Raise TraceError if the traced graph's eval output differs from the eager model's."""
     args = as_args(example_inputs)
-    was_training = gm.training
     eager = copy.deepcopy(model).eval()
-    gm.eval()
-    try:
-        with torch.no_grad():
-            want, got = eager(*args), gm(*args)
-    finally:
-        gm.train(was_training)
+    with eval_mode(gm), torch.no_grad():
+        want, got = eager(*args), gm(*args)
     want_flat, got_flat = _flatten(want), _flatten(got)
     if len(want_flat) != len(got_flat):
         raise TraceError(f"traced model returns {len(got_flat)} tensors, the eager model {len(want_flat)}")
