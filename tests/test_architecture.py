@@ -214,3 +214,24 @@ def test_layers_match_the_architecture_document():
     for i, layer in enumerate(LAYERS):
         for unit in sorted(layer):
             assert f"`{unit}`" in doc, f"docs/architecture.md does not name unit {unit!r} (layer {i})"
+
+
+#: Size limits that keep a module about one thing and a function readable in one screen.
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_small():
+    too_big = []
+    for module, path in FILES.items():
+        source = path.read_text()
+        lines = len(source.splitlines())
+        if lines > MAX_MODULE_LINES:
+            too_big.append(f"{module}: {lines} lines (split it by purpose)")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_big.append(f"{module}.{node.name} (line {node.lineno}): {length} lines")
+    assert not too_big, f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function:\n" + "\n".join(
+        too_big)
