@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -14,23 +16,21 @@ __all__ = ["add_data_args", "add_device_arg", "int_list", "rate_list", "resolve_
 
 def rate_list(text: str) -> tuple[float, ...]:
     """``"0,0.1,0.2"`` → ``(0.0, 0.1, 0.2)``; argparse reports a bad list as a usage error."""
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0,0.1,0.2, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
+    return _comma_list(text, float, "numbers such as 0,0.1,0.2")
 
 
 def int_list(text: str) -> tuple[int, ...]:
     """``"0,1,2"`` → ``(0, 1, 2)``."""
+    return _comma_list(text, int, "integers such as 0,1,2")
+
+
+def _comma_list(text: str, cast: Callable[[str], Any], kind: str) -> tuple[Any, ...]:
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(cast(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated {kind}, got {text!r}") from None
     if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
+        raise argparse.ArgumentTypeError(f"expected at least one of the comma-separated {kind}")
     return values
 
 
