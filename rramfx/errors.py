@@ -92,7 +92,7 @@ class FaultError(ArgumentError):
 
 
 class CostError(ArgumentError):
-    """A cost estimate cannot be made: a `rramfx.cost.Hardware` field is out of range (the message
+    """A cost estimate cannot be made: a `rramfx.Hardware` field is out of range (the message
     names the field), the example inputs do not run, or a dict is not a `rramfx.CostReport`."""
 
 

@@ -8,7 +8,7 @@ although its own placement runs them on the host. Each row therefore carries thr
 - ``latency``/``energy``: every weighted layer at ISAAC's rates (``all_on="rram"``), the paper's
   accounting and the one compared with the paper;
 - ``rram_*``: only the layers the paper's policy puts on RRAM (k x k convolutions), at ISAAC's rates;
-- ``system_*``: the paper's placement with the host layers on `rramfx.cost.Hardware`'s CPU.
+- ``system_*``: the paper's placement with the host layers on `rramfx.Hardware`'s CPU.
 
 For ResNet20 and VGG13 the first two agree within 0.1% (their RRAM layers hold > 99% of the MACs);
 for MobileNetV2, whose RRAM layers are depthwise (MACs linear in width), they do not.

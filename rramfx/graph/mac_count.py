@@ -2,7 +2,7 @@
 
 Static shape arithmetic cannot see what a forward pass really does (a layer called twice, a branch
 skipped, inputs whose size decides the output size), so the count comes from forward hooks on one
-real pass; the products per element come from `rramfx.crossbar_geometry`.
+real pass; the products per element come from `rramfx.crossbar.tiling`.
 """
 
 from __future__ import annotations
