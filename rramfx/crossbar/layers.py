@@ -55,9 +55,20 @@ def dropconnect(weight: torch.Tensor, p: float) -> torch.Tensor:
     """
     if p == 0:
         return weight
+    if torch.compiler.is_compiling():
+        return _dropconnect_outside_graph(weight, p)
+    return _dropconnect(weight, p)
+
+
+def _dropconnect(weight: torch.Tensor, p: float) -> torch.Tensor:
     if weight.device.type != "cpu":
         return F.dropout(weight, p, training=True)
     return _DropConnect.apply(weight, keep_mask(weight.shape, p), 1.0 / (1.0 - p))
+
+
+# Under torch.compile the mask draw (NumPy's PCG64, a scalar read of torch's generator) cannot be
+# traced: it runs eagerly, one clean graph break per layer, and the same masks as in eager mode.
+_dropconnect_outside_graph = torch.compiler.disable(_dropconnect)
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
