@@ -86,6 +86,18 @@ def test_compile_trains_as_eager_and_reports_its_time(monkeypatch, backend):
     assert "compile_seconds" not in eager[0]
 
 
+def test_compiled_dropconnect_draws_the_eager_masks():
+    torch.manual_seed(0)
+    gm = rramfx.prepare(TinyNet(in_chans=3), rramfx.Policy(drop_rate=0.5)).train()
+    x = torch.randn(4, 3, 12, 12)
+    torch.manual_seed(1)
+    eager = gm(x)
+    after_eager = torch.rand(1)
+    torch.manual_seed(1)
+    compiled = torch.compile(gm, backend="aot_eager")(x)
+    assert torch.allclose(compiled, eager, atol=1e-5) and torch.equal(torch.rand(1), after_eager)
+
+
 @pytest.mark.parametrize("where", ["torch.compile", "compiled call"])
 def test_a_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch, where):
     def broken_compile(model, *args, **kwargs):

@@ -7,11 +7,10 @@ Each is off by default and changes only how the step computes, not what it compu
   ``amp`` switch's rule (bf16 on CUDA, fp32 elsewhere). `autocast_dtype` resolves the two.
 - ``channels_last``: the model's 4-D parameters and buffers and each 4-D input batch in
   ``torch.channels_last`` memory format for the run (`memory_format`).
-- ``compile``: the forward through ``torch.compile`` (`CompiledForward`). DropConnect's mask draw
-  runs outside the graph, so each RRAM layer is a graph break; what lies between (BN, activations,
-  pooling, the convolutions themselves) is compiled. Compilation happens at the first step of each
-  new input shape and is timed; if it fails, the step is redone eagerly, the run goes on eagerly and
-  one warning says why.
+- ``compile``: the forward through ``torch.compile`` (`CompiledForward`). DropConnect's CPU mask
+  draw is an opaque custom op (``rramfx::dropconnect``), so a model stays one graph and draws the same
+  masks as in eager mode. Compilation happens at the first step of each new input shape and is
+  timed; if it fails, the step is redone eagerly, the run goes on eagerly and one warning says why.
 """
 
 from __future__ import annotations
