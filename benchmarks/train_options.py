@@ -47,8 +47,8 @@ def measure(spec: str, variants: list[str], images: int, batch: int, size: int, 
     models = {}
     for v in variants:
         torch.manual_seed(0)
-        models[v] = rramfx.prepare(create_model(spec, num_classes=10, pretrained=False) if spec.startswith("timm:")
-                                   else create_model(spec, num_classes=10), rramfx.Policy(drop_rate=drop_rate))
+        # fresh weights (timm models are created with pretrained=False)
+        models[v] = rramfx.prepare(create_model(spec, num_classes=10), rramfx.Policy(drop_rate=drop_rate))
     compile_s = {}
     for v in variants:  # warm-up epoch: compilation happens here
         record = run_training(models[v], loader, options_of(v), progress=False)[0]
