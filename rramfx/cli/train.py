@@ -10,6 +10,7 @@ from rramfx.cli.arguments import add_data_args, add_device_arg, resolve_device
 from rramfx.cli.common import add_model_args, add_policy_args, policy_from_args
 from rramfx.experiment.cells import CellData, DataSpec, TrainKey, TrainSettings, train_cell
 from rramfx.models.recipe import ModelRecipe
+from rramfx.training.fastpath import PRECISIONS
 from rramfx.training.loop import SCHEDULES, TrainOptions
 
 __all__ = ["register", "run"]
@@ -33,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default cosine)")
     p.add_argument("--no-augment", action="store_true", help="no random crops or flips")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the forward (eager, with a warning, if compilation fails)")
+    p.add_argument("--channels-last", action="store_true", help="model and batches in channels-last memory format")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="bf16: autocast the forward to bfloat16; fp32: no autocast (default: bf16 on CUDA only)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--out", required=True, help="file to write the trained model to (.pt)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing OUT.ckpt and start over")
@@ -47,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     spec = DataSpec(args.dataset, args.data_dir, args.image_size, args.train_subset, args.test_subset,
                     args.batch_size, augment=not args.no_augment)
     policy = policy_from_args(args)
-    options = TrainOptions(args.epochs, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule)
+    options = TrainOptions(args.epochs, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
+                           compile=args.compile, channels_last=args.channels_last, precision=args.precision)
     data = CellData(spec, device, num_classes=args.num_classes, in_chans=args.in_chans)
     key = TrainKey(ModelRecipe(args.model, data.num_classes, data.in_chans, args.width), policy.drop_rate, args.seed)
     out = Path(args.out)
@@ -57,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     trained = train_cell(key, TrainSettings(policy, options, spec), data, device=device, checkpoint=ckpt,
                          resume=not args.no_resume, progress=not args.quiet)
     for r in trained.history:
+        compiled = f" (compile {r['compile_seconds']:.1f} s)" if "compile_seconds" in r else ""
         print(f"epoch {r['epoch']:3d}: loss {r['loss']:.4f}, train accuracy {100 * r['train_accuracy']:.2f}%, "
-              f"{r['seconds']:.1f} s")
+              f"{r['seconds']:.1f} s{compiled}")
     print(f"fault-free test accuracy: {100 * trained.clean_accuracy:.2f}% on {len(data.test_data):,} images")
     trained.save(out, info={"dataset": args.dataset, "data_dir": args.data_dir, "image_size": args.image_size})
     ckpt.unlink(missing_ok=True)

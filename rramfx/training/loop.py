@@ -1,7 +1,8 @@
 """Training a prepared model: an ordinary supervised loop, resumable from per-epoch checkpoints.
 
 `train` is SGD with momentum, weight decay, a cosine / one-cycle / constant learning-rate schedule,
-bf16 autocast on a GPU, a tqdm bar, and a checkpoint after every epoch that a later call resumes
+bf16 autocast on a GPU, optional speed options (``compile``, ``channels_last``, ``precision``: see
+`rramfx.training.fastpath`), a tqdm bar, and a checkpoint after every epoch that a later call resumes
 from. It knows nothing of RRAM: DropConnect comes from the prepared model's crossbar layers, which
 drop weights at their own rate whenever the model is in training mode. Its settings are one frozen
 `TrainOptions`, so that an experiment cell can carry them as plain data.
@@ -24,6 +25,7 @@ from torch import nn
 from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
 from rramfx.graph.modules import module_device
+from rramfx.training.fastpath import CompiledForward, autocast_dtype, check_speed_options, memory_format
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 _CKPT_FORMAT = "rramfx.TrainCheckpoint/1"
@@ -37,7 +39,11 @@ class TrainOptions:
     (on weights, not on biases and norm parameters); the learning-rate ``schedule`` (``cosine`` per
     step after ``warmup_epochs`` of linear warm-up, ``onecycle`` or ``constant``); ``label_smoothing``;
     ``amp`` (bf16 autocast; None: on for CUDA); ``seed`` for torch's global generator at the start
-    (DropConnect masks; None leaves it alone). Invalid settings raise `TrainError`."""
+    (DropConnect masks; None leaves it alone). Speed options (`rramfx.training.fastpath`), all off by
+    default: ``compile`` (torch.compile the forward, eager with one warning if that fails),
+    ``channels_last`` (model and 4-D batches in channels-last memory format), ``precision``
+    (``"bf16"``: autocast the forward to bfloat16, ``"fp32"``: no autocast; None: as ``amp`` says;
+    ``precision`` is the newer spelling of ``amp``). Invalid settings raise `ArgumentError`."""
 
     epochs: int
     lr: float = 0.1
@@ -48,8 +54,12 @@ class TrainOptions:
     label_smoothing: float = 0.0
     amp: bool | None = None
     seed: int | None = 0
+    compile: bool = False
+    channels_last: bool = False
+    precision: str | None = None
 
     def __post_init__(self) -> None:
+        check_speed_options(self.compile, self.channels_last, self.precision, self.amp)
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
             raise ArgumentError(f"epochs must be a non-negative int, got {self.epochs!r}")
         if self.schedule not in SCHEDULES:
@@ -99,10 +109,13 @@ def train(
     resume: bool = True,
     seed: int | None = 0,
     progress: bool = True,
+    compile: bool = False,
+    channels_last: bool = False,
+    precision: str | None = None,
 ) -> list[dict[str, float]]:
     """Train ``gm`` in place for ``epochs`` epochs on its current device; returns one record per epoch
     (``epoch``, ``loss``, ``train_accuracy``, ``val_accuracy`` when ``val_loader`` is given, ``lr``,
-    ``seconds``).
+    ``seconds``, and with ``compile`` its ``compile_seconds``, part of ``seconds``).
 
     This changes ``gm`` on purpose (its parameters and BN statistics), like any training loop; the
     user's original model, from which ``gm`` was prepared, is not involved. DropConnect is whatever
@@ -114,7 +127,8 @@ def train(
     resumed run computes what an uninterrupted one would (loaders with ``set_epoch`` are told the epoch).
     """
     options = TrainOptions(epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                           warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, amp=amp, seed=seed)
+                           warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, amp=amp, seed=seed,
+                           compile=compile, channels_last=channels_last, precision=precision)
     return run_training(gm, train_loader, options, val_loader=val_loader, checkpoint=checkpoint, resume=resume,
                         progress=progress)
 
@@ -127,8 +141,7 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None
     if not steps:
         raise ArgumentError("train_loader must have a length (number of batches per epoch) of at least 1")
-    device = module_device(gm)
-    run = _Run(gm, options, steps, device, progress)
+    run = _Run(gm, options, steps, module_device(gm), progress)
     history: list[dict[str, float]] = []
     start_epoch = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
@@ -136,15 +149,21 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
         torch.manual_seed(options.seed)
     if ckpt_path is not None and resume and ckpt_path.is_file():
         start_epoch, history = _load_checkpoint(ckpt_path, run)
-    for epoch in range(start_epoch, options.epochs):
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        record = run.epoch(train_loader, epoch)
-        if val_loader is not None:
-            record["val_accuracy"] = evaluate(gm, val_loader)
-        history.append(record)
-        if ckpt_path is not None:
-            _save_checkpoint(ckpt_path, run, epoch + 1, history)
+    if options.channels_last:
+        gm.to(memory_format=torch.channels_last)
+    try:
+        for epoch in range(start_epoch, options.epochs):
+            if hasattr(train_loader, "set_epoch"):
+                train_loader.set_epoch(epoch)
+            record = run.epoch(train_loader, epoch)
+            if val_loader is not None:
+                record["val_accuracy"] = evaluate(gm, val_loader)
+            history.append(record)
+            if ckpt_path is not None:
+                _save_checkpoint(ckpt_path, run, epoch + 1, history)
+    finally:
+        if options.channels_last:  # the model is handed back laid out as it came
+            gm.to(memory_format=torch.contiguous_format)
     gm.eval()
     return history
 
@@ -154,7 +173,9 @@ class _Run:
 
     def __init__(self, gm: nn.Module, options: TrainOptions, steps: int, device: torch.device, progress: bool):
         self.gm, self.options, self.steps, self.device, self.progress = gm, options, steps, device, progress
-        self.amp = device.type == "cuda" if options.amp is None else options.amp
+        self.autocast = autocast_dtype(options.precision, options.amp, device)
+        self.compiled = CompiledForward(gm) if options.compile else None
+        self._compile_before = 0.0
         decay = [p for p in gm.parameters() if p.requires_grad and p.dim() > 1]
         no_decay = [p for p in gm.parameters() if p.requires_grad and p.dim() <= 1]
         self.opt = torch.optim.SGD([{"params": decay, "weight_decay": options.weight_decay},
@@ -193,22 +214,40 @@ class _Run:
         if bar is not None:
             bar.close()
         mean_loss = loss_sum.item() / max(seen, 1)
+        compile_seconds = self.compiled.compile_seconds if self.compiled is not None else 0.0
         if not math.isfinite(mean_loss):
             raise TrainError(f"the training loss became {mean_loss} in epoch {epoch + 1}: lower the learning rate "
                              f"(now {self.opt.param_groups[0]['initial_lr']:g}) or the drop rate")
-        return {"epoch": epoch + 1, "loss": mean_loss, "train_accuracy": correct.item() / max(seen, 1), "lr": lr,
-                "seconds": time.perf_counter() - start}
+        record = {"epoch": epoch + 1, "loss": mean_loss, "train_accuracy": correct.item() / max(seen, 1), "lr": lr,
+                  "seconds": time.perf_counter() - start}
+        if self.compiled is not None:
+            record["compile_seconds"] = compile_seconds - self._compile_before
+            self._compile_before = compile_seconds
+            if self.progress:
+                print(f"epoch {epoch + 1}: torch.compile took {record['compile_seconds']:.1f} s"
+                      + (f" (fell back to eager: {self.compiled.fallback})" if self.compiled.fallback else ""))
+        return record
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimiser step on ``batch``: its loss, correct answers (on the device) and size."""
         x, y = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.gm(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.options.label_smoothing)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.sched.step()
+        x = memory_format(x, self.options.channels_last)
+
+        def run(forward: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.autocast(self.device.type, dtype=self.autocast or torch.bfloat16,
+                                enabled=self.autocast is not None):
+                logits = forward(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=self.options.label_smoothing)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            return loss, logits
+
+        if self.compiled is None:
+            loss, logits = run(self.gm)
+        else:
+            loss, logits = self.compiled.step(x, run, lambda: self.opt.zero_grad(set_to_none=True))
         return loss, (logits.detach().argmax(1) == y).sum(), int(y.shape[0])
 
 
