@@ -83,6 +83,7 @@ def _dropconnect_op_setup(ctx, inputs: tuple, output: tuple) -> None:
 
 def _dropconnect_op_backward(ctx, grad: torch.Tensor, _grad_keep: torch.Tensor) -> tuple[torch.Tensor, None]:
     (keep,) = ctx.saved_tensors
+    # Not _masked_scale: its out= form fails under AOTAutograd's tracing (tested); inductor fuses this.
     return grad * keep * ctx.scale, None
 
 
