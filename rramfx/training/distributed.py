@@ -118,7 +118,7 @@ class Ranks:
         train through the wrapper, read and save ``model``."""
         if not self.distributed:
             return model
-        device = next(iter(model.parameters())).device
+        device = module_device(model)
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
