@@ -4,6 +4,7 @@ task is reported with its key and traceback while the others finish; a private R
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ def draw(seed: int) -> list[float]:
     """A task whose numbers depend on its seed only: a small seeded matmul on the worker's threads."""
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(64, 64, generator=g)
-    return (a @ a).sum(dim=0).tolist() + [float(torch.get_num_threads())]
+    return [*(a @ a).sum(dim=0).tolist(), float(torch.get_num_threads())]
 
 
 def fail_on_three(seed: int) -> int:
@@ -36,7 +37,7 @@ def _outcomes(engine, fn, seeds):
 def test_engines_agree_and_report_failures(name):
     reference = {f"cell{s}": draw(s) for s in range(4)}
     got = _outcomes(make_engine(name, workers=2, threads=1), draw, range(4))
-    assert {k: o.value for k, o in got.items()} == {k: v[:-1] + [1.0] for k, v in reference.items()}
+    assert {k: o.value for k, o in got.items()} == {k: [*v[:-1], 1.0] for k, v in reference.items()}
     mixed = _outcomes(make_engine(name, workers=2, threads=1), fail_on_three, range(5))
     assert sorted(k for k, o in mixed.items() if o.ok) == ["cell0", "cell1", "cell2", "cell4"]
     assert mixed["cell4"].value == 40
@@ -58,7 +59,7 @@ def _ray_listening_sockets() -> list[str]:
     ray_pids = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if re.search(r"ray|raylet|gcs_server|plasma", cmd) and int(pid) != os.getpid():
@@ -85,4 +86,4 @@ def test_ray_engine_matches_and_stays_on_loopback():
     finally:
         engine.close()
     assert not ray.is_initialized()
-    assert {k: o.value for k, o in got.items()} == {f"cell{s}": draw(s)[:-1] + [1.0] for s in range(4)}
+    assert {k: o.value for k, o in got.items()} == {f"cell{s}": [*draw(s)[:-1], 1.0] for s in range(4)}
