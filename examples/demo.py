@@ -34,10 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 import rramfx
 from rramfx.data import FASHION_MNIST_DIR, DataError, load_fashion_mnist
+from rramfx.engines import available_cores
 from rramfx.experiment.report import summarize
 
 DROP = 0.05  # the DropConnect rate compared with plain training (p = 0)
@@ -83,11 +82,10 @@ def main() -> int:
           f"RRAM, {sum(d == 'cpu' for d in placed.values())} layers (1x1 shortcuts, classifier) on the host.")
     print(f"Training {len(DROP_RATES)} drop rates x {args.seeds} seeds on {args.train_subset:,} Fashion-MNIST images "
           f"({args.epochs} epochs each), then {args.trials} simulated chips per fault rate on {args.test_subset:,} "
-          f"test images; {torch.get_num_threads()} CPU threads.\n")
+          f"test images; {available_cores()} worker processes of one thread (the local engine).\n")
     start = time.perf_counter()
-    # The sweep runs its cells one after another here; with the local process-pool engine (issue 11)
-    # pass engine="local" (both cores) to rramfx.sweep at this one place.
-    rows = rramfx.sweep(config, out, progress=sys.stderr.isatty(), log=print)
+    # The cells run on the local engine: one worker process per core, one torch thread each.
+    rows = rramfx.sweep(config, out, engine="local", threads=1, progress=sys.stderr.isatty(), log=print)
     minutes = (time.perf_counter() - start) / 60
     cells = {(s["drop_rate"], s["fault_rate"]): s for s in summarize(rows)}
 

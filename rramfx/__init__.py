@@ -21,6 +21,7 @@ from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import (
     ArgumentError,
     ArgumentTypeError,
+    CellsFailedError,
     CostError,
     DataError,
     DataFileError,
@@ -83,6 +84,7 @@ __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
     "BaseFaultModel",
+    "CellsFailedError",
     "CostError",
     "CostReport",
     "CrossbarLayer",

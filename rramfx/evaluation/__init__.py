@@ -2,6 +2,7 @@
 recalibration for a chip's drop rate."""
 
 from rramfx.evaluation.chips import MonteCarloResult, check_chip_args, evaluate, monte_carlo
+from rramfx.evaluation.parallel_chips import parallel_monte_carlo
 from rramfx.evaluation.recalibrate import batchnorm_layers, recalibrate_bn
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "check_chip_args",
     "evaluate",
     "monte_carlo",
+    "parallel_monte_carlo",
     "recalibrate_bn",
 ]
