@@ -20,8 +20,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(out, config=CONFIG):
-    return rramfx.sweep(config, out, loaders=loaders(n_train=256, n_test=128), model_fn=TinyNet, engine="serial", progress=False,
-                        log=None)
+    return rramfx.sweep(config, out, loaders=loaders(n_train=256, n_test=128), model_fn=TinyNet, engine="serial",
+                        progress=False, log=None)
 
 
 def test_tiny_sweep_writes_everything_and_resumes(tmp_path, monkeypatch):
