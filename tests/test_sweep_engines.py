@@ -105,3 +105,16 @@ def test_cli_sweep_reads_a_config_file_and_flags_override_it(tmp_path, capsys):
     assert stored["config"]["trials"] == 3 and stored["config"]["epochs"] == 1
     assert stored["config"]["model"] == "mini_mobilenet_1" and len(stored["rows"]) == 1
     assert "| p = 0 |" in capsys.readouterr().out
+
+
+def test_training_speed_options_reach_every_training(tmp_path):
+    options = SweepConfig(compile=True, channels_last=True, precision="fp32").train_settings().options
+    assert (options.compile, options.channels_last, options.precision) == (True, True, "fp32")
+    with pytest.raises(rramfx.SweepError, match="SweepConfig.precision must be one of"):
+        SweepConfig(precision="fp16")
+    # a folder written before these settings existed resumes as if they had their defaults
+    stored = {k: v for k, v in CONFIG.to_dict().items() if k not in ("compile", "channels_last", "precision")}
+    (tmp_path / "results.json").write_text(json.dumps({"config": stored, "rows": []}))
+    assert len(_sweep(tmp_path, engine="serial")) == 4
+    with pytest.raises(rramfx.SweepError, match="channels_last: False there, True now"):
+        _sweep(tmp_path, SweepConfig(**{**CONFIG.to_dict(), "channels_last": True}), engine="serial")

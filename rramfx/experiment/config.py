@@ -13,6 +13,7 @@ from rramfx.errors import RramfxError, SweepError
 from rramfx.experiment.cells import Chips, DataSpec, Recalibration, TrainKey, TrainSettings, cell_policy
 from rramfx.models.recipe import ModelRecipe
 from rramfx.policy import Policy
+from rramfx.training.fastpath import PRECISIONS
 from rramfx.training.loop import SCHEDULES, TrainOptions
 
 __all__ = ["GRID_FIELDS", "SweepConfig"]
@@ -33,7 +34,9 @@ class SweepConfig:
     and ``pad_shortcuts`` pads 1x1 shortcut convolutions to 3x3 so they go to RRAM (its Fig. 6c).
     ``sa0_fraction``: share of the faulty cells that are SA0 rather than SA1 (0: the paper's setting);
     the inference scale p' is the SA1 rate. ``recalibrate``: run Algorithm 1 at every fault rate over
-    ``recal_batches`` training batches (None: one full pass, as the paper).
+    ``recal_batches`` training batches (None: one full pass, as the paper). ``compile``,
+    ``channels_last``, ``precision``: `rramfx.train`'s speed options for every training (off: they pay
+    on some models only, see benchmarks/README.md).
     """
 
     model: str = "resnet20"
@@ -62,6 +65,9 @@ class SweepConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     data_dir: str | None = None
+    compile: bool = False
+    channels_last: bool = False
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("drop_rates", "fault_rates"):
@@ -85,6 +91,8 @@ class SweepConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise SweepError(f"SweepConfig.{name} must be a positive int or None, got {value!r}")
+        if self.precision not in (None, *PRECISIONS):
+            raise SweepError(f"SweepConfig.precision must be one of {PRECISIONS} or None, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise SweepError(f"SweepConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         unit_rate("SweepConfig.sa0_fraction", self.sa0_fraction, SweepError, allow_one=True)
@@ -141,7 +149,8 @@ class SweepConfig:
         """What the sweep's trainings share: base policy, optimiser settings and data."""
         data = DataSpec(self.dataset, self.data_dir, self.image_size, self.train_subset, self.test_subset,
                         self.batch_size, self.augment)
-        options = TrainOptions(self.epochs, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule)
+        options = TrainOptions(self.epochs, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule,
+                               compile=self.compile, channels_last=self.channels_last, precision=self.precision)
         return TrainSettings(self.base_policy(), options, data)
 
     def recalibration(self, seed: int) -> Recalibration | None:

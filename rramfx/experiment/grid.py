@@ -197,8 +197,9 @@ def _check_folder(path: Path, config: SweepConfig) -> None:
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
             raise ResultsFileError(f"'{results}' is not an rramfx sweep record ({e}); delete it to start over") from e
         current = config.to_dict()
-        diffs = [f"{k}: {stored.get(k)!r} there, {current[k]!r} now" for k in current
-                 if k not in GRID_FIELDS and k not in EVAL_FIELDS and stored.get(k) != current[k]]
+        defaults = SweepConfig().to_dict()  # a setting added since the folder was written had its default
+        diffs = [f"{k}: {stored.get(k, defaults[k])!r} there, {current[k]!r} now" for k in current
+                 if k not in GRID_FIELDS and k not in EVAL_FIELDS and stored.get(k, defaults[k]) != current[k]]
         if diffs:
             raise SweepError(
                 f"'{results}' holds results of a different sweep ({'; '.join(diffs)}). Choose another output "
