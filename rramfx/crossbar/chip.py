@@ -68,10 +68,11 @@ def apply_faults(gm: fx.GraphModule, faults: FaultSet) -> None:
                 f"fault set has codes for '{path}', which is not an RRAM layer of this model "
                 f"(its RRAM layers: {', '.join(list(layers)[:8])}{', ...' if len(layers) > 8 else ''})"
             )
-        if tuple(codes.shape) != tuple(layers[path].weight.shape):
+        expected = faults.fault_model.codes_shape(tuple(layers[path].weight.shape))
+        if tuple(codes.shape) != expected:
             raise FaultError(
                 f"fault codes for '{path}' have shape {tuple(codes.shape)}, its weight "
-                f"{tuple(layers[path].weight.shape)}: the fault set was drawn for another model"
+                f"{tuple(layers[path].weight.shape)} needs {expected}: the fault set was drawn for another model"
             )
     for path, layer in layers.items():
         if path in faults:
