@@ -80,6 +80,15 @@ class Chip:
         return cls(draw_arrays(pattern, arrays, hardware.tile, seed), hardware,
                    measured=f"simulated: {pattern!r}, seed {seed}", pattern=pattern, seed=seed)
 
+    @classmethod
+    def healthy(cls, arrays: int, hardware: Hardware | None = None) -> Chip:
+        """A chip of ``arrays`` arrays without a stuck cell: evaluating on it measures the encoding alone
+        (for ``bit_sliced`` hardware, the accuracy lost to quantisation), to compare faulty chips against."""
+        hardware = hardware or Hardware()
+        if isinstance(arrays, bool) or not isinstance(arrays, int) or arrays < 1:
+            raise ArgumentError(f"Chip.healthy: arrays must be an int >= 1, got {arrays!r}")
+        return cls(torch.zeros((arrays, *hardware.tile), dtype=torch.uint8), hardware, measured="healthy (no faults)")
+
     @property
     def arrays(self) -> int:
         return int(self.codes.shape[0])

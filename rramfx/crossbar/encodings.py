@@ -90,25 +90,33 @@ def _differential(weight: torch.Tensor, codes: torch.Tensor | None, hardware: Ha
 def _bit_sliced(weight: torch.Tensor, codes: torch.Tensor | None, hardware: Hardware) -> torch.Tensor:
     levels = 2 ** (hardware.weight_bits - 1) - 1
     step = (full_scale(weight, hardware) / levels).to(weight.dtype)
-    q = torch.round(weight.detach() / step).clamp(-levels, levels)
+    q = torch.round(weight.detach() / step).clamp_(-levels, levels)
     quant = weight + (q * step - weight).detach()  # the quantised weight, gradient passed straight through
-    if codes is None or not bool((codes != 0).any()):
+    if codes is None:
         return quant
-    return quant + _digit_error(q.to(torch.int32), codes, hardware).to(weight.dtype) * step
+    cells = codes.reshape(-1, codes.shape[-1])
+    hit = torch.nonzero(cells.amax(1)).squeeze(1)  # weights with a stuck cell (uint8 max: any code != 0)
+    if hit.numel() == 0:
+        return quant
+    error = _digit_error(q.reshape(-1)[hit].to(torch.int32), cells[hit], hardware)
+    delta = error.to(weight.dtype) * step.expand_as(weight).reshape(-1)[hit]
+    return quant.reshape(-1).index_add(0, hit, delta).reshape(weight.shape)
 
 
 def _digit_error(q: torch.Tensor, codes: torch.Tensor, hardware: Hardware) -> torch.Tensor:
-    """The integer the stuck digits add to ``q``: Σ (pinned digit - digit) · base**significance."""
-    slices, bits = hardware.slices, hardware.bits_per_cell
-    shifts = torch.arange(slices - 1, -1, -1, dtype=torch.int32) * bits  # most significant cell first
-    top = (1 << bits) - 1
+    """What the stuck digits add to the integers ``q`` (``[n]``; ``codes``: ``[n, cells]``): the sum over
+    cells of (pinned digit - digit) · base**significance, one pass per cell position (not per cell)."""
+    slices, bits, top = hardware.slices, hardware.bits_per_cell, (1 << hardware.bits_per_cell) - 1
     if hardware.signed == "offset":
-        numbers = (q + (1 << (hardware.weight_bits - 1))).unsqueeze(-1)
-        signs = torch.ones(1, dtype=torch.int32)
+        sides = [(q + (1 << (hardware.weight_bits - 1)), 1)]
     else:  # the positive slices hold q when q > 0, the negative slices -q when q < 0
-        numbers = torch.stack([q.clamp(min=0), (-q).clamp(min=0)], -1)
-        signs = torch.tensor([1, -1], dtype=torch.int32)
-    digits = (numbers.unsqueeze(-1) >> shifts) & top  # [*shape, sides, slices]
-    codes = codes.reshape(digits.shape).to(torch.int32)
-    pinned = torch.where(codes == SA0, top, torch.where(codes == SA1, 0, digits))
-    return (((pinned - digits) << shifts).sum(-1) * signs).sum(-1)
+        sides = [(q.clamp(min=0), 1), ((-q).clamp(min=0), -1)]
+    error = torch.zeros_like(q)
+    for side, (number, sign) in enumerate(sides):
+        for k in range(slices):  # cell k holds the digit of significance slices - 1 - k
+            shift = bits * (slices - 1 - k)
+            code = codes[:, side * slices + k].to(torch.int32)
+            digit = (number >> shift) & top
+            pinned = torch.where(code == SA0, top, torch.where(code == SA1, 0, digit))
+            error += sign * ((pinned - digit) << shift)
+    return error

@@ -108,18 +108,36 @@ class LayerMap:
                 for name, v in (("array", array + self.first_array), ("row", row), ("col", col))}
 
     def cell_codes(self, chip: torch.Tensor) -> torch.Tensor:
-        """The codes of this layer's cells in ``chip`` (``[arrays, R, C]``): ``[*weight_shape, cells]``."""
-        groups, rows, width = self.geometry.groups, self.geometry.rows, self.geometry.cols * self.cells
-        (tr, tc), first = self.tile, self.first_array
-        block = chip[first:first + self.arrays]
+        """The codes of this layer's cells in ``chip`` (``[arrays, R, C]``): ``[*weight_shape, cells]``,
+        contiguous. Where a weight's cells never straddle two arrays they move as one 2/4/8-byte word,
+        in one copy straight into the weight's order."""
+        geo, cells, shape = self.geometry, self.cells, self.weight_shape
+        block = chip[self.first_array:self.first_array + self.arrays]
+        wide = _WIDE.get(cells) if self.tile[1] % cells == 0 else None
+        if wide is None:  # cells of one weight may lie on two arrays: gather cell columns, then split
+            unrolled = self._gather(block, geo.cols * cells, True).reshape(geo.groups, geo.rows, geo.cols, cells)
+            return fold(unrolled, geo, shape).contiguous()
+        words = self._gather(block.view(wide), geo.cols, geo.kind == "conv_transpose").contiguous()
+        return words.view(torch.uint8).reshape(*shape, cells)
+
+    def _gather(self, block: torch.Tensor, width: int, transposed: bool) -> torch.Tensor:
+        """The layer's ``[groups, rows, width]`` entries of ``block`` (its arrays, ``width`` entries per
+        matrix row), as ``[groups, width, rows]`` unless ``transposed``: the order of the weight itself."""
+        geo, (tr, tw) = self.geometry, (self.tile[0], block.shape[2])
         if self.per_array:  # slot k of every array holds groups k, k + n, k + 2n, ...
-            slots = [block[:, k * rows:(k + 1) * rows, k * width:(k + 1) * width] for k in range(self.per_array)]
-            unrolled = torch.stack(slots, 1).reshape(-1, rows, width)[:groups]
-        else:
-            nr, nc = self.grid
-            grid = block.reshape(groups, nr, nc, tr, tc).permute(0, 1, 3, 2, 4).reshape(groups, nr * tr, nc * tc)
-            unrolled = grid[:, :rows, :width]
-        return fold(unrolled.reshape(groups, rows, self.geometry.cols, self.cells), self.geometry, self.weight_shape)
+            slots = [block[:, k * geo.rows:(k + 1) * geo.rows, k * width:(k + 1) * width]
+                     for k in range(self.per_array)]
+            unrolled = torch.stack(slots, 1).flatten(0, 1)[:geo.groups]
+            return unrolled if transposed else unrolled.transpose(1, 2)
+        nr, nc = self.grid
+        grid = block.reshape(geo.groups, nr, nc, tr, tw)  # array (g·nr + i)·nc + j holds row block i, column block j
+        if transposed:
+            return grid.permute(0, 1, 3, 2, 4).reshape(geo.groups, nr * tr, nc * tw)[:, :geo.rows, :width]
+        return grid.permute(0, 2, 4, 1, 3).reshape(geo.groups, nc * tw, nr * tr)[:, :width, :geo.rows]
+
+
+#: The integer type as wide as ``k`` one-byte cells: a weight's cells are copied as one word.
+_WIDE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def unroll(weight: torch.Tensor, geo: Geometry) -> torch.Tensor:

@@ -23,6 +23,7 @@ round(p · 2**16)), as DropConnect's masks are. New patterns subclass `BasePatte
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -193,12 +194,24 @@ class Clustered(BasePattern):
             return codes
         sizes, values = self._shapes(_hash(seed, where.astype(np.uint64)), rows * cols)
         offsets = _disc(int(sizes.max()))
-        owner = np.repeat(np.arange(where.size), sizes)
-        nth = np.arange(owner.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        array, rest = np.divmod(where[owner], rows * cols)
-        r, c = rest // cols + offsets[nth, 0], rest % cols + offsets[nth, 1]
-        inside = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
-        codes[array[inside], r[inside], c[inside]] = values[owner[inside]]
+        step = offsets[:, 0].astype(np.int64) * cols + offsets[:, 1]  # an offset's step in the flat index
+        reach = np.maximum.accumulate(np.abs(offsets).max(1))  # how far the first t + 1 offsets reach
+        flat_codes, rest = codes.reshape(-1), where % (rows * cols)
+        small = sizes.max() < 1 << 16  # then a stable sort of uint16 keys is a radix sort: linear time
+        order = np.argsort(sizes.astype(np.uint16) if small else sizes, kind="stable")
+        bounds = np.flatnonzero(np.diff(sizes[order], prepend=0, append=sizes.max() + 1))
+        for lo, hi in itertools.pairwise(bounds):  # one pass per cluster size, not per cell
+            group, size = order[lo:hi], int(sizes[order[lo]])
+            r, c, k = rest[group] // cols, rest[group] % cols, reach[size - 1]
+            edge = (r < k) | (r >= rows - k) | (c < k) | (c >= cols - k)
+            value = values[group, None]
+            inner = ~edge
+            flat_codes[where[group[inner], None] + step[:size]] = value[inner]
+            if edge.any():  # clusters that may cross the array's edge lose the cells beyond it
+                rr, cc = r[edge, None] + offsets[:size, 0], c[edge, None] + offsets[:size, 1]
+                inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
+                cells = where[group[edge], None] + step[:size]
+                flat_codes[cells[inside]] = np.broadcast_to(value[edge], cells.shape)[inside]
         return codes
 
     def _shapes(self, bits: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,7 +234,7 @@ def _disc(n: int) -> np.ndarray:
     r, c = np.meshgrid(np.arange(-k, k + 1), np.arange(-k, k + 1), indexing="ij")
     r, c = r.ravel(), c.ravel()
     order = np.argsort(r * r + c * c, kind="stable")[:n]
-    return np.stack([r[order], c[order]], 1)
+    return np.stack([r[order], c[order]], 1).astype(np.int32)
 
 
 def _stream(seed: int, use: int) -> np.random.Generator:
