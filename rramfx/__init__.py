@@ -26,6 +26,7 @@ from rramfx.crossbar.patterns import Clustered, Independent, Lines
 from rramfx.errors import (
     ArgumentError,
     ArgumentTypeError,
+    CellsFailedError,
     CostError,
     DataError,
     DataFileError,
@@ -90,6 +91,7 @@ __all__ = [
     "ArgumentTypeError",
     "BaseFaultModel",
     "CellFaults",
+    "CellsFailedError",
     "Chip",
     "Clustered",
     "CostError",

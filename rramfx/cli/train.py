@@ -10,6 +10,7 @@ from rramfx.cli.arguments import add_data_args, add_device_arg, resolve_device
 from rramfx.cli.common import add_model_args, add_policy_args, policy_from_args
 from rramfx.experiment.cells import CellData, DataSpec, TrainKey, TrainSettings, train_cell
 from rramfx.models.recipe import ModelRecipe
+from rramfx.training.distributed import finish, init_distributed, rank_device
 from rramfx.training.fastpath import PRECISIONS
 from rramfx.training.loop import SCHEDULES, TrainOptions
 
@@ -48,8 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train one cell (`train_cell`) from the command line, print its history and save the model."""
-    device = resolve_device(args.device)
+    """Train one cell (`train_cell`) from the command line, print its history and save the model. Under
+    torchrun, one training on all ranks; rank 0 prints and saves (`rramfx.training.distributed`)."""
+    device = rank_device(resolve_device(args.device))
+    ranks = init_distributed(device)
+    say = print if ranks.main else (lambda *_: None)
     spec = DataSpec(args.dataset, args.data_dir, args.image_size, args.train_subset, args.test_subset,
                     args.batch_size, augment=not args.no_augment)
     policy = policy_from_args(args)
@@ -59,16 +63,21 @@ def run(args: argparse.Namespace) -> int:
     key = TrainKey(ModelRecipe(args.model, data.num_classes, data.in_chans, args.width), policy.drop_rate, args.seed)
     out = Path(args.out)
     ckpt = out.with_name(out.name + ".ckpt")
-    print(f"training {args.model} on {args.dataset} ({len(data.train_data):,} images, {args.epochs} epochs) with "
-          f"drop rate {policy.drop_rate:g} on {device}")
+    say(f"training {args.model} on {args.dataset} ({len(data.train_data):,} images, {args.epochs} epochs) with "
+        f"drop rate {policy.drop_rate:g} on {device}" + (f" x {ranks.world_size} ranks" if ranks.distributed else ""))
     trained = train_cell(key, TrainSettings(policy, options, spec), data, device=device, checkpoint=ckpt,
                          resume=not args.no_resume, progress=not args.quiet)
     for r in trained.history:
         compiled = f" (compile {r['compile_seconds']:.1f} s)" if "compile_seconds" in r else ""
-        print(f"epoch {r['epoch']:3d}: loss {r['loss']:.4f}, train accuracy {100 * r['train_accuracy']:.2f}%, "
-              f"{r['seconds']:.1f} s{compiled}")
-    print(f"fault-free test accuracy: {100 * trained.clean_accuracy:.2f}% on {len(data.test_data):,} images")
-    trained.save(out, info={"dataset": args.dataset, "data_dir": args.data_dir, "image_size": args.image_size})
-    ckpt.unlink(missing_ok=True)
-    print(f"saved {out}")
+        say(f"epoch {r['epoch']:3d}: loss {r['loss']:.4f}, train accuracy {100 * r['train_accuracy']:.2f}%, "
+            f"{r['seconds']:.1f} s{compiled}")
+    say(f"fault-free test accuracy: {100 * trained.clean_accuracy:.2f}% on {len(data.test_data):,} images")
+
+    def save() -> None:
+        trained.save(out, info={"dataset": args.dataset, "data_dir": args.data_dir, "image_size": args.image_size})
+        ckpt.unlink(missing_ok=True)
+        print(f"saved {out}")
+
+    ranks.on_main(save)
+    finish()
     return 0
