@@ -29,8 +29,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-__all__ = ["canonical_json", "load_checked_json", "read_settings_file", "save_checked_json", "sha256_hex",
-           "write_atomic"]
+__all__ = ["canonical_json", "load_checked_json", "read_settings_file", "read_text", "save_checked_json",
+           "sha256_hex", "write_atomic"]
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
@@ -69,18 +69,25 @@ def save_checked_json(path: str | Path, kind: str, version: int, payload: Any, *
     return write_atomic(path, json.dumps(record, indent=indent) + "\n")
 
 
+def read_text(path: str | Path, error: type[FileFormatError] = FileFormatError, prefix: str = "") -> str:
+    """The UTF-8 text of ``path``; ``error`` (its message starting with ``prefix``) naming the file when
+    it is missing or is not UTF-8 text."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError as e:
+        raise error(f"{prefix}'{path}' does not exist") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{prefix}'{path}' cannot be read as UTF-8 text ({e})") from e
+
+
 def load_checked_json(path: str | Path, kind: str, error: type[FileFormatError] = FileFormatError,
                       *, versions: tuple[int, ...] = (1,)) -> tuple[int, Any]:
     """The ``(version, payload)`` of the checked file ``path`` of format ``kind``; raises ``error``
     naming the file when it is missing, not UTF-8 JSON, of another format or version, or when its
     checksum does not match its payload (truncated or edited)."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError as e:
-        raise error(f"'{path}' does not exist") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"'{path}' cannot be read as UTF-8 text ({e})") from e
+    text = read_text(path, error)
     try:
         record = json.loads(text)
     except json.JSONDecodeError as e:
@@ -105,12 +112,7 @@ def read_settings_file(path: str | Path, what: str, error: type[FileFormatError]
     kind = path.suffix.lower().lstrip(".")
     if kind not in ("toml", "json"):
         raise error(f"{what}: '{path}' must be a .toml or .json file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError as e:
-        raise error(f"{what}: '{path}' does not exist") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{what}: '{path}' cannot be read as UTF-8 text ({e})") from e
+    text = read_text(path, error, f"{what}: ")
     try:
         data = json.loads(text) if kind == "json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
