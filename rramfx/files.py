@@ -124,7 +124,7 @@ def load_checked_torch(path: str | Path, kind: str, error: type[FileFormatError]
 
     path = Path(path)
     if not path.is_file():
-        raise error(f"'{path}' does not exist" if not path.exists() else f"'{path}' is not a file")
+        raise error(f"{kind} file '{path}' does not exist" if not path.exists() else f"'{path}' is not a file")
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on a bad file
