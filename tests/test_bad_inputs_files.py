@@ -87,3 +87,15 @@ def test_model_file_of_another_model_is_refused(tmp_path):
         load_prepared(path, model=TinyNet(num_classes=7))
     gm2, _ = load_prepared(path, model=TinyNet())
     assert all(torch.equal(a, b) for a, b in zip(gm.state_dict().values(), gm2.state_dict().values(), strict=True))
+
+
+def test_cli_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    from rramfx.cli import main
+
+    bad = tmp_path / "p.json"
+    bad.write_bytes(b"\xff\xfe{")
+    assert main(["prepare", "--model", "resnet20", "--policy", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "p.json' is not UTF-8" in err and "Traceback" not in err
+    with pytest.raises(rramfx.errors.PolicyFileError, match="not UTF-8"):
+        main(["--debug", "prepare", "--model", "resnet20", "--policy", str(bad)])
