@@ -11,11 +11,20 @@ A checked JSON file is one object::
 
 where the checksum is over ``json.dumps(payload, sort_keys=True, separators=(",", ":"))``, so it does
 not depend on the file's indentation.
+
+A checked torch file (models, checkpoints, fault sets) is a ``torch.save`` of one dict::
+
+    {"format": "rramfx.FaultSet", "version": 2, "sha256": "<hex of payload>", "payload": <bytes>}
+
+where ``payload`` is the ``torch.save`` of the content: the outer dict loads with ``weights_only=True``,
+the checksum covers every byte of the content, and the content is unpickled only once it matches.
+Files written before the checksum (a plain dict tagged ``"<format>/1"``) still load, as version 1.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -29,8 +38,8 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-__all__ = ["canonical_json", "load_checked_json", "read_settings_file", "read_text", "save_checked_json",
-           "sha256_hex", "write_atomic"]
+__all__ = ["canonical_json", "load_checked_json", "load_checked_torch", "read_settings_file", "read_text",
+           "save_checked_json", "save_checked_torch", "sha256_hex", "write_atomic"]
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
@@ -120,3 +129,50 @@ def read_settings_file(path: str | Path, what: str, error: type[FileFormatError]
     if not isinstance(data, dict):
         raise error(f"{what}: '{path}' must hold a table of settings, not a {type(data).__name__}")
     return data
+
+
+def save_checked_torch(path: str | Path, kind: str, version: int, payload: Any) -> Path:
+    """Write ``payload`` (tensors and plain data, loadable with ``weights_only=True``) atomically as a
+    checked torch file of format ``kind`` at ``version`` (see the module docstring)."""
+    import torch
+
+    inner = io.BytesIO()
+    torch.save(payload, inner)
+    raw = inner.getvalue()
+    outer = io.BytesIO()
+    torch.save({"format": kind, "version": version, "sha256": sha256_hex(raw), "payload": raw}, outer)
+    return write_atomic(path, outer.getvalue())
+
+
+def load_checked_torch(path: str | Path, kind: str, error: type[FileFormatError] = FileFormatError, *,
+                       versions: tuple[int, ...] = (2,), map_location: Any = "cpu") -> tuple[int, Any]:
+    """The ``(version, payload)`` of the checked torch file ``path`` of format ``kind``. A file written
+    before checksums (a dict tagged ``"<kind>/1"``) is returned whole as version 1. Raises ``error``
+    naming the file when it is missing, not a torch file, truncated, of another format or version, or
+    when its checksum does not match (changed after rramfx wrote it)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{kind} file '{path}' does not exist" if not path.exists() else f"'{path}' is not a file")
+    try:
+        record = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on a bad file
+        raise error(f"'{path}' is not a readable {kind} file, or it is truncated ({type(e).__name__}: "
+                    f"{str(e)[:200]}); write it again") from e
+    found = record.get("format") if isinstance(record, dict) else type(record).__name__
+    if found == f"{kind}/1":
+        return 1, record
+    if found != kind:
+        raise error(f"'{path}' is not an {kind} file (format {found!r})")
+    version = record.get("version")
+    if version not in versions:
+        raise error(f"'{path}' is {kind} version {version!r}; this rramfx reads versions {[1, *versions]}")
+    raw = record.get("payload")
+    if not isinstance(raw, bytes) or record.get("sha256") != sha256_hex(raw):
+        raise error(f"'{path}' fails its checksum: the file was changed or damaged after rramfx wrote it; "
+                    "delete it and write it again")
+    try:
+        return version, torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
+    except Exception as e:  # pragma: no cover - a payload that matches its checksum but does not load
+        raise error(f"'{path}' holds an unreadable payload ({e})") from e

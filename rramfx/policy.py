@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rramfx.checks import unit_rate
-from rramfx.errors import PolicyError, PolicyFileError
+from rramfx.errors import ArgumentError, PolicyError, PolicyFileError
+from rramfx.files import write_atomic
 
 __all__ = ["DEVICES", "MAX_DIVISOR", "MAX_EXPAND_RATIO", "MAX_WIDEN", "Policy"]
 
@@ -130,19 +131,24 @@ class Policy:
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if kind == "json" else tomllib.loads(text)
+        except UnicodeDecodeError as e:
+            raise PolicyFileError(f"policy file '{path}' is not UTF-8 text ({e.reason} at byte {e.start}); "
+                                  "save it as UTF-8") from None
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
             raise PolicyFileError(f"policy file '{path}' is not valid {kind.upper()}: {e}") from e
+        if not isinstance(data, dict):
+            raise PolicyFileError(f"policy file '{path}' must hold one object of policy fields, "
+                                  f"got {type(data).__name__}")
         try:
             return cls.from_dict(data)
-        except PolicyError as e:
-            raise PolicyError(f"policy file '{path}': {e}") from e
+        except ArgumentError as e:
+            raise PolicyFileError(f"policy file '{path}': {e}") from e
 
     def save(self, path: str | Path) -> Path:
         """Write the policy as JSON or TOML, chosen by the file's suffix."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=2) + "\n" if _file_kind(path) == "json" else self._toml()
-        path.write_text(text, encoding="utf-8")
-        return path
+        return write_atomic(path, text)
 
     def _toml(self) -> str:
         lines = []

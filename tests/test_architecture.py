@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The layers of docs/architecture.md, lowest first. Units in one layer may not import each other.
 LAYERS: list[set[str]] = [
     {"errors", "version"},
-    {"checks", "statistics", "tables", "files", "engines"},
+    {"checks", "tensor_checks", "statistics", "tables", "files", "engines"},
     {"policy", "crossbar"},
     {"graph"},
     {"channels"},

@@ -251,11 +251,11 @@ def test_fault_errors_name_the_problem(tmp_path, small_net):
         rramfx.inject_faults(gm, FaultModel(sa1=0.1), seed=-1)
     with pytest.raises(rramfx.ArgumentTypeError, match="fault_model must be an rramfx.FaultModel"):
         rramfx.inject_faults(gm, 0.1)
-    with pytest.raises(FaultError, match="fault set file '.*nope.pt' does not exist"):
+    with pytest.raises(FaultError, match="FaultSet file '.*nope.pt' does not exist"):
         FaultSet.load(tmp_path / "nope.pt")
     junk = tmp_path / "junk.pt"
     torch.save({"a": 1}, junk)
-    with pytest.raises(FaultError, match="junk.pt' is not an rramfx fault set"):
+    with pytest.raises(FaultError, match="junk.pt' is not an rramfx.FaultSet file"):
         FaultSet.load(junk)
     no_rram = rramfx.prepare(small_net, Policy(conv_kxk="cpu"))
     with pytest.raises(rramfx.PlacementError, match="no crossbar \\(RRAM\\) layers"):

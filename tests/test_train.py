@@ -6,6 +6,7 @@ import torch
 
 import rramfx
 from rramfx.cli import main
+from rramfx.files import load_checked_torch
 from rramfx.training.loop import TrainError, TrainOptions, lr_factor, run_training
 from rramfx.training.saved import load_prepared, save_prepared
 
@@ -47,7 +48,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     ckpt = tmp_path / "b.ckpt"
     with pytest.raises(_Crash):  # epoch 1 of a 2-epoch run finishes, then the run dies
         rramfx.train(_fresh(0.3), _CrashAfter(train, epochs=1), 2, progress=False, seed=1, checkpoint=ckpt)
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    assert load_checked_torch(ckpt, "rramfx.TrainCheckpoint")[1]["epoch"] == 1
     resumed = _fresh(0.3)
     history = rramfx.train(resumed, train, 2, progress=False, seed=99, checkpoint=ckpt)
     assert [r["epoch"] for r in history] == [1, 2]
@@ -84,7 +85,7 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     with pytest.raises(TrainError, match="from a run of 1 epochs × 2 batches, this one is 3 × 2"):
         rramfx.train(_fresh(), train, 3, progress=False, checkpoint=tmp_path / "c.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(TrainError, match="cannot read training checkpoint"):
+    with pytest.raises(TrainError, match="not a readable rramfx.TrainCheckpoint file"):
         rramfx.train(_fresh(), train, 1, progress=False, checkpoint=tmp_path / "junk.ckpt")
 
 

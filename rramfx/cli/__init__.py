@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rramfx", description="Prepare deep networks for fault-prone RRAM crossbar accelerators."
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of the one-line message")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
@@ -26,12 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: parse ``argv`` and run the subcommand; toolkit errors print as one line."""
+    """Entry point: parse ``argv`` and run the subcommand; toolkit errors print as one line (exit code 2,
+    as argparse's own), the traceback only with ``rramfx --debug COMMAND``."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except (RramfxError, FileNotFoundError) as e:
-        print(f"rramfx {args.command}: error: {e}", file=sys.stderr)
+        if args.debug:
+            raise
+        message = " ".join(str(e).split())  # one line, whatever the message held
+        print(f"rramfx {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

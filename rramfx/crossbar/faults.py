@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from rramfx.checks import seed_int, unit_rate
-from rramfx.errors import FaultError, FaultSetFileError
+from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, FaultSetFileError
+from rramfx.files import load_checked_torch, save_checked_torch
+from rramfx.tensor_checks import check_fault_codes
 
 __all__ = [
     "CODE_NAMES",
@@ -62,6 +64,8 @@ class BaseFaultModel(ABC):
     """
 
     kind: ClassVar[str]
+    #: The codes this model draws and reads (None: any uint8); a FaultSet refuses others.
+    code_values: ClassVar[frozenset[int] | None] = None
 
     @abstractmethod
     def sample(self, shape: torch.Size, rng: np.random.Generator) -> torch.Tensor:
@@ -106,6 +110,7 @@ class FaultModel(BaseFaultModel):
     sa1: float = 0.0
     sa0: float = 0.0
     kind: ClassVar[str] = "stuck_at"
+    code_values: ClassVar[frozenset[int] | None] = frozenset({HEALTHY, SA1, SA0})
 
     def __post_init__(self) -> None:
         for name in ("sa1", "sa0"):
@@ -161,11 +166,16 @@ class FaultModel(BaseFaultModel):
 
 def fault_model_from_dict(data: Mapping[str, Any]) -> BaseFaultModel:
     """Rebuild a fault model saved with ``to_dict``."""
+    if not isinstance(data, Mapping):
+        raise FaultError(f"a fault model must be a dict with a 'kind', got {data!r:.80}")
     data = dict(data)
     kind = data.pop("kind", None)
-    if kind not in _REGISTRY:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         raise FaultError(f"unknown fault model kind {kind!r}; known kinds: {sorted(_REGISTRY)}")
-    return _REGISTRY[kind](**data)
+    try:
+        return _REGISTRY[kind](**data)
+    except TypeError as e:
+        raise FaultError(f"fault model {kind!r} does not take these fields: {sorted(map(str, data))} ({e})") from None
 
 
 def layer_rng(seed: int, path: str) -> np.random.Generator:
@@ -180,7 +190,12 @@ class FaultSet(Mapping[str, torch.Tensor]):
     (0 healthy, 1 SA1, 2 SA0 for `FaultModel`), with the fault model and seed that drew it."""
 
     def __init__(self, codes: Mapping[str, torch.Tensor], fault_model: BaseFaultModel, seed: int | None):
-        self._codes = {k: v.to("cpu", torch.uint8) for k, v in codes.items()}
+        if not isinstance(codes, Mapping) or not all(isinstance(k, str) for k in codes):
+            raise ArgumentTypeError(f"FaultSet codes must map module paths (str) to code tensors, got {codes!r:.80}")
+        if not isinstance(fault_model, BaseFaultModel):
+            raise ArgumentTypeError(f"FaultSet fault_model must be a BaseFaultModel, got {fault_model!r:.80}")
+        self._codes = {k: check_fault_codes(f"FaultSet codes of '{k}'", v, fault_model.code_values, FaultError)
+                       for k, v in codes.items()}
         self.fault_model = fault_model
         self.seed = seed
 
@@ -205,24 +220,19 @@ class FaultSet(Mapping[str, torch.Tensor]):
 
     def save(self, path: str | Path) -> Path:
         """Write the chip to a file (a torch archive of plain data, loadable with weights_only)."""
-        path = Path(path)
-        torch.save({"format": "rramfx.FaultSet/1", "fault_model": self.fault_model.to_dict(),
-                    "seed": self.seed, "codes": self._codes}, path)
-        return path
+        return save_checked_torch(path, "rramfx.FaultSet", 2, {"fault_model": self.fault_model.to_dict(),
+                                                                 "seed": self.seed, "codes": self._codes})
 
     @classmethod
     def load(cls, path: str | Path) -> FaultSet:
         """Read a chip written by `save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise FaultSetFileError(f"fault set file '{path}' does not exist")
+        _, data = load_checked_torch(path, "rramfx.FaultSet", FaultSetFileError)
+        if not isinstance(data, dict) or any(k not in data for k in ("codes", "fault_model", "seed")):
+            raise FaultSetFileError(f"fault set file '{path}' lacks its codes, fault_model or seed; write it again")
         try:
-            data = torch.load(path, weights_only=True)
-        except Exception as e:
-            raise FaultSetFileError(f"'{path}' is not a readable rramfx fault set: {e}") from e
-        if not isinstance(data, dict) or data.get("format") != "rramfx.FaultSet/1":
-            raise FaultSetFileError(f"'{path}' is not an rramfx fault set (no 'rramfx.FaultSet/1' format tag)")
-        return cls(data["codes"], fault_model_from_dict(data["fault_model"]), data["seed"])
+            return cls(data["codes"], fault_model_from_dict(data["fault_model"]), data["seed"])
+        except ArgumentError as e:
+            raise FaultSetFileError(f"fault set file '{path}': {e}") from e
 
 
 def draw_fault_set(layers: Mapping[str, torch.nn.Module], fault_model: BaseFaultModel, seed: int) -> FaultSet:

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rramfx.errors import OnnxError
+from rramfx.errors import OnnxError, OnnxFileError
+from rramfx.files import sha256_hex, write_atomic
 from rramfx.onnx import meta as M
 from rramfx.onnx.plan import MANIFEST, Plan, Segment, TensorSpec, make_plan, used_names
 
-__all__ = ["partition_onnx", "run_partitioned"]
+__all__ = ["check_partition", "partition_onnx", "run_partitioned"]
 
 if TYPE_CHECKING:
     import onnx
@@ -43,7 +44,9 @@ def partition_onnx(path: str | Path, out_dir: str | Path) -> Plan:
             raise OnnxError(f"segment {seg.index} ({seg.device}) of '{path}' fails onnx.checker: {e}") from e
         onnx.save(sub, str(out_dir / seg.file))
     plan.out_dir = out_dir
-    (out_dir / MANIFEST).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
+    manifest = plan.to_dict()
+    manifest["sha256"] = {seg.file: sha256_hex((out_dir / seg.file).read_bytes()) for seg in plan.segments}
+    write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return plan
 
 
@@ -89,4 +92,34 @@ def _value_info(spec: TensorSpec, types: Mapping[str, onnx.TypeProto]) -> onnx.V
 
 def run_partitioned(out_dir: str | Path, inputs: Any, providers: Sequence[str] | None = None) -> list[np.ndarray]:
     """Run a partition written by `partition_onnx` on ``inputs``: the whole model's outputs."""
-    return Plan.load(out_dir).run(inputs, providers)
+    check_partition(out_dir)
+    try:
+        plan = Plan.load(out_dir)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise OnnxFileError(f"'{Path(out_dir) / MANIFEST}' is malformed ({type(e).__name__}: {e}); "
+                            "partition the model again") from None
+    return plan.run(inputs, providers)
+
+
+def check_partition(out_dir: str | Path) -> None:
+    """Check the partition in ``out_dir`` before running it: its manifest is JSON naming its segments,
+    and each segment file is there and matches the sha256 the manifest records (manifests written
+    before checksums are only checked for presence). Raises `OnnxFileError` naming the file."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise OnnxFileError(f"'{out_dir}' has no {MANIFEST}: partition a model there with rramfx.partition_onnx")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        files = [str(seg["file"]) for seg in data["segments"]]
+        sums = data.get("sha256", {})
+        sums = {**sums}  # a TypeError when the manifest's sha256 is not a dict
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise OnnxFileError(f"'{path}' is not a readable partition manifest ({type(e).__name__}: {e}); "
+                            "partition the model again") from None
+    for name in files:
+        seg = Path(out_dir) / name
+        if not seg.is_file():
+            raise OnnxFileError(f"segment '{seg}' named in '{path}' is missing; partition the model again")
+        if name in sums and sha256_hex(seg.read_bytes()) != sums[name]:
+            raise OnnxFileError(f"segment '{seg}' does not match the sha256 in '{path}' (changed or truncated "
+                                "after partitioning); partition the model again")

@@ -10,8 +10,8 @@ drop weights at their own rate whenever the model is in training mode. Its setti
 
 from __future__ import annotations
 
+import io
 import math
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,12 +24,15 @@ from torch import nn
 
 from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
+from rramfx.files import load_checked_torch, save_checked_torch, write_atomic
 from rramfx.graph.modules import module_device
+from rramfx.tensor_checks import check_state_dict
 from rramfx.training.distributed import init_distributed
 from rramfx.training.fastpath import CompiledForward, autocast_dtype, check_speed_options, memory_format
+from rramfx.training.transaction import TrainingTransaction, check_first_batch
 
 SCHEDULES = ("cosine", "onecycle", "constant")
-_CKPT_FORMAT = "rramfx.TrainCheckpoint/1"
+_CKPT_FORMAT = "rramfx.TrainCheckpoint"
 
 __all__ = ["SCHEDULES", "TrainError", "TrainOptions", "atomic_save", "lr_factor", "run_training", "train"]
 
@@ -85,12 +88,11 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: an interrupted save never
-    leaves a half-written checkpoint or model file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through `rramfx.files.write_atomic`: an interrupted save never leaves a
+    half-written file behind. (rramfx's own files are checked torch files, `save_checked_torch`.)"""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(path, buf.getvalue())
 
 
 def train(
@@ -139,7 +141,21 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
                  resume: bool = True, progress: bool = True) -> list[dict[str, float]]:
     """`train` with its settings as one `TrainOptions`: the optimiser and schedule are built, the
     checkpoint (if any) is resumed, then each epoch is trained, validated and checkpointed in turn.
-    Under torchrun, one training on all ranks (`rramfx.training.distributed`)."""
+    Under torchrun, one training on all ranks (`rramfx.training.distributed`).
+
+    Transactional: the first batch is checked against the model before anything changes
+    (`check_first_batch`), and on any failure (a bad batch, a checkpoint of another model, a diverged
+    loss or non-finite weights, ``KeyboardInterrupt``) ``gm``'s weights, buffers and training flags are
+    restored before the error goes on (`TrainingTransaction`)."""
+    check_first_batch(gm, train_loader)
+    with TrainingTransaction(gm):
+        return _train_unchecked(gm, train_loader, options, val_loader=val_loader, checkpoint=checkpoint,
+                                resume=resume, progress=progress)
+
+
+def _train_unchecked(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptions, *,
+                     val_loader: Iterable[Any] | None = None, checkpoint: str | Path | None = None,
+                     resume: bool = True, progress: bool = True) -> list[dict[str, float]]:
     ranks = init_distributed(module_device(gm))
     train_loader = ranks.shard(train_loader)
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None
@@ -267,30 +283,27 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def _save_checkpoint(path: Path, run: _Run, epoch: int, history: list[dict[str, float]]) -> None:
-    atomic_save({
-        "format": _CKPT_FORMAT, "epoch": epoch, "epochs": run.options.epochs, "steps_per_epoch": run.steps,
+    save_checked_torch(path, _CKPT_FORMAT, 2, {
+        "epoch": epoch, "epochs": run.options.epochs, "steps_per_epoch": run.steps,
         "model": run.gm.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
         "history": history, "rng": _rng_state(run.device),
-    }, path)
+    })
 
 
 def _load_checkpoint(path: Path, run: _Run) -> tuple[int, list[dict[str, float]]]:
     """Restore ``run`` from the checkpoint at ``path``; returns the epoch to go on from and the history."""
-    try:
-        data = torch.load(path, map_location=run.device, weights_only=True)
-    except Exception as e:
-        raise ModelFileError(f"cannot read training checkpoint '{path}': {e}. Delete it to start over.") from e
-    if not isinstance(data, dict) or data.get("format") != _CKPT_FORMAT:
-        raise ModelFileError(f"'{path}' is not an rramfx training checkpoint; pass another checkpoint path")
+    _, data = load_checked_torch(path, _CKPT_FORMAT, ModelFileError, map_location=run.device)
+    fields = ("epoch", "epochs", "steps_per_epoch", "model", "optimizer", "scheduler", "history", "rng")
+    if not isinstance(data, dict) or any(k not in data for k in fields):
+        raise ModelFileError(f"training checkpoint '{path}' lacks {[k for k in fields if k not in data]}: "
+                             "delete it to start over")
     if data["epochs"] != run.options.epochs or data["steps_per_epoch"] != run.steps:
         raise TrainError(
             f"training checkpoint '{path}' is from a run of {data['epochs']} epochs × {data['steps_per_epoch']} "
             f"batches, this one is {run.options.epochs} × {run.steps}: delete it, or pass resume=False / another path"
         )
-    try:
-        run.gm.load_state_dict(data["model"])
-    except RuntimeError as e:
-        raise TrainError(f"training checkpoint '{path}' does not fit this model: {e}") from e
+    check_state_dict(run.gm.state_dict(), data["model"], f"training checkpoint '{path}'", TrainError)
+    run.gm.load_state_dict(data["model"])
     run.opt.load_state_dict(data["optimizer"])
     run.sched.load_state_dict(data["scheduler"])
     torch.set_rng_state(data["rng"]["cpu"].cpu())

@@ -15,15 +15,17 @@ import torch
 from torch import fx, nn
 
 from rramfx.errors import ModelFileError
+from rramfx.files import load_checked_torch, save_checked_torch
 from rramfx.graph.record import rramfx_meta
 from rramfx.models.spec import create_model
 from rramfx.policy import Policy
 from rramfx.preparation import prepare
-from rramfx.training.loop import atomic_save
+from rramfx.tensor_checks import check_state_dict
 
 __all__ = ["load_prepared", "save_prepared"]
 
-_MODEL_FORMAT = "rramfx.PreparedModel/1"
+_MODEL_FORMAT = "rramfx.PreparedModel"
+_FIELDS = ("model", "model_kwargs", "policy", "input_shape", "state_dict")
 
 
 def save_prepared(path: str | Path, gm: fx.GraphModule, *, model: str, model_kwargs: dict[str, Any] | None = None,
@@ -39,11 +41,9 @@ def save_prepared(path: str | Path, gm: fx.GraphModule, *, model: str, model_kwa
     """
     policy = policy if policy is not None else rramfx_meta(gm).get("policy", {})
     state = {k: v.detach().cpu() for k, v in gm.state_dict().items()}
-    path = Path(path)
-    atomic_save({"format": _MODEL_FORMAT, "model": model, "model_kwargs": dict(model_kwargs or {}),
+    return save_checked_torch(path, _MODEL_FORMAT, 2, {"model": model, "model_kwargs": dict(model_kwargs or {}),
                   "policy": dict(policy), "input_shape": list(input_shape) if input_shape else None,
-                  "state_dict": state, "info": dict(info or {})}, path)
-    return path
+                  "state_dict": state, "info": dict(info or {})})
 
 
 def load_prepared(path: str | Path, map_location: str | torch.device = "cpu", *,
@@ -57,22 +57,19 @@ def load_prepared(path: str | Path, map_location: str | torch.device = "cpu", *,
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file '{path}' does not exist (write one with `rramfx train --out {path}`)")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise ModelFileError(f"cannot read model file '{path}': {e}") from e
-    if not isinstance(data, dict) or data.get("format") != _MODEL_FORMAT:
-        raise ModelFileError(f"'{path}' is not an rramfx trained model "
-                             "(written by rramfx.save_prepared / rramfx train)")
+    _, data = load_checked_torch(path, _MODEL_FORMAT, ModelFileError, map_location=map_location)
+    lacks = [k for k in _FIELDS if not isinstance(data, dict) or k not in data]
+    if lacks:
+        raise ModelFileError(f"'{path}' is not an rramfx trained model (written by rramfx.save_prepared / "
+                             f"rramfx train): it lacks {lacks}")
     if model is None:
         model = create_model(data["model"], **data["model_kwargs"]).eval()
     shape = data.get("input_shape")
     example = torch.zeros(2, *shape) if shape else None
     gm = prepare(model, Policy.from_dict(data["policy"]), example_inputs=example)
-    try:
-        gm.load_state_dict(data["state_dict"])
-    except RuntimeError as e:
-        raise ModelFileError(f"the weights in '{path}' do not fit {data['model']} prepared with its policy: {e}") from e
+    check_state_dict(gm.state_dict(), data["state_dict"], f"model file '{path}' ({data['model']} with its policy)",
+                     ModelFileError)
+    gm.load_state_dict(data["state_dict"])
     gm.to(map_location)
     record = {k: data.get(k) for k in ("model", "model_kwargs", "policy", "input_shape", "info")}
     return gm.eval(), record
