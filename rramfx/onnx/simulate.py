@@ -22,6 +22,7 @@ import torch
 
 from rramfx.checks import trials_and_seed
 from rramfx.crossbar.faults import BaseFaultModel, chip_seed, draw_fault_set
+from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
 from rramfx.onnx.feed import onnx_fault_inputs
@@ -92,7 +93,7 @@ def _batches(data: Any, batch_size: int) -> list[tuple[np.ndarray, np.ndarray | 
             raise ArgumentError(f"data: inputs and labels differ in length: {len(x)} and {len(y)}")
         out = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     else:
-        out = [(arr(b[0]), arr(b[1])) if isinstance(b, (tuple, list)) and len(b) >= 2 else (arr(b), None)
+        out = [(arr(b), None) if isinstance(b, (np.ndarray, torch.Tensor)) else tuple(map(arr, split_batch(b)))
                for b in data]
     if not sum(len(x) for x, _ in out):
         raise ArgumentError("data holds no samples: pass inputs, an (inputs, labels) pair or (x, y) batches")

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rramfx.data.batches import check_batch_fits, loader_classes, split_batch
 from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
 from rramfx.graph.modules import module_device
@@ -141,6 +142,10 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None
     if not steps:
         raise ArgumentError("train_loader must have a length (number of batches per epoch) of at least 1")
+    first = next(iter(train_loader), None)  # before the seed: a DataLoader's order then is as without the check
+    if first is None:
+        raise ArgumentError("train_loader yielded no batches")
+    check_batch_fits(gm, first, classes=loader_classes(train_loader), where="train_loader")
     run = _Run(gm, options, steps, module_device(gm), progress)
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -230,7 +235,8 @@ class _Run:
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimiser step on ``batch``: its loss, correct answers (on the device) and size."""
-        x, y = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
+        x, y = split_batch(batch)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         x = memory_format(x, self.options.channels_last)
 
         def run(forward: Any) -> tuple[torch.Tensor, torch.Tensor]:
