@@ -89,9 +89,9 @@ def load_imagefolder(root: str | Path, split: str = "train", image_size: int | N
     root = Path(root)
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise DataError(f"image_size must be a positive int, got {image_size!r}")
-    train_images, _, classes = _read(str(_split_dir(root, "train")), image_size)
-    images, labels, split_classes = (_read(str(_split_dir(root, split)), image_size) if check_split(split) == "test"
-                                     else _read(str(_split_dir(root, "train")), image_size))
+    train_dir, split_dir = _split_dir(root, "train"), _split_dir(root, check_split(split))
+    train_images, _, classes = _read(str(train_dir), image_size)
+    images, labels, split_classes = _read(str(split_dir), image_size)
     if split_classes != classes:
         raise DataFileError(f"ImageFolder '{root}': the test folder's classes {list(split_classes)} differ from "
                             f"train/'s {list(classes)}; both need the same class sub-folders")

@@ -183,7 +183,7 @@ def monte_carlo(
     *,
     fault_rate: float | None = None,
     cache_bytes: int = 2 << 30,
-    progress: bool = False,
+    progress: bool = True,
 ) -> MonteCarloResult:
     """Evaluate a prepared model on ``trials`` simulated chips drawn from ``fault_model`` and ``seed``.
 
@@ -250,7 +250,7 @@ def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Ite
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=trials, desc="chips", unit="chip", leave=False)
+        bar = tqdm(total=trials, desc="chips", unit="chip", leave=False, disable=None)
 
     def draw(i: int) -> FaultSet:
         return draw_fault_set(layers, fault_model, chip_seed(seed, i))

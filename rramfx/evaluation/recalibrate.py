@@ -41,7 +41,7 @@ def recalibrate_bn(
     *,
     seed: int = 0,
     scale: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> fx.GraphModule:
     """Re-estimate ``gm``'s BatchNorm statistics for the expected fault rate ``fault_rate`` (p').
 
@@ -137,7 +137,7 @@ def _pass_batches(gm: nn.Module, loader: Iterable[Any], batches: int | None, see
             from tqdm.auto import tqdm
 
             total = batches if batches is not None else (len(loader) if hasattr(loader, "__len__") else None)
-            it = tqdm(it, total=total, desc=desc, unit="batch", leave=False)
+            it = tqdm(it, total=total, desc=desc, unit="batch", leave=False, disable=None)
         with state():
             for batch in it:
                 x = batch if isinstance(batch, torch.Tensor) else split_batch(batch)[0]

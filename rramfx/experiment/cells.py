@@ -148,14 +148,15 @@ class TrainedCell:
     seconds: float
     input_shape: tuple[int, ...]
 
-    def save(self, path: str | Path, info: dict[str, Any] | None = None) -> Path:
+    def save(self, path: str | Path, info: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Path:
         """Write the model with `save_prepared` (its recipe, policy, input shape and weights); the
-        record's ``info`` holds the clean accuracy, history, seed and training time, plus ``info``."""
+        record's ``info`` holds the clean accuracy, history, seed and training time, plus ``info``;
+        ``data`` is the data spec (`save_prepared`)."""
         recipe = self.key.recipe
         return save_prepared(path, self.gm, model=recipe.spec, model_kwargs=recipe.model_kwargs(),
                              policy=rramfx_meta(self.gm).get("policy"), input_shape=self.input_shape,
                              info={**(info or {}), "clean_accuracy": self.clean_accuracy, "history": self.history,
-                                   "seed": self.key.seed, "train_seconds": self.seconds})
+                                   "seed": self.key.seed, "train_seconds": self.seconds}, data=data)
 
 
 def train_cell(key: TrainKey, settings: TrainSettings, data: CellData | None = None, *,

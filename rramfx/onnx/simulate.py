@@ -131,7 +131,7 @@ def ort_monte_carlo(
     *,
     batch_size: int = 256,
     providers: Sequence[str] | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> OrtMonteCarloResult:
     """Evaluate a ``faults="inputs"`` export on ``trials`` chips drawn from ``fault_model`` and ``seed``,
     in onnxruntime. ``data``: inputs (array/tensor), an (inputs, labels) pair, or an iterable of (x, y)
@@ -205,7 +205,7 @@ def _predict_chips(sessions: _Sessions, batches: list[tuple[np.ndarray, np.ndarr
     if progress:
         from tqdm.auto import tqdm
 
-        chips = tqdm(chips, desc="chips (onnxruntime)", unit="chip", leave=False)
+        chips = tqdm(chips, desc="chips (onnxruntime)", unit="chip", leave=False, disable=None)
     for i in chips:
         codes = onnx_fault_inputs(draw_fault_set(sessions.layers, fault_model, seeds[i]))
         feed = dict(zip(sessions.built, sessions.chip.run(sessions.built, codes), strict=True))

@@ -189,7 +189,7 @@ def _measure(work: fx.GraphModule, base: Policy, paths: list[str], batches: Iter
     results = {}
     for path in _progress(paths, progress, "layer sensitivity"):
         place_(work, base, {path})
-        results[path] = monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime)
+        results[path] = monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime, progress=False)
     place_(work, base, frozenset())
     return results
 

@@ -31,7 +31,8 @@ from rramfx.training.fastpath import CompiledForward, autocast_dtype, check_spee
 SCHEDULES = ("cosine", "onecycle", "constant")
 _CKPT_FORMAT = "rramfx.TrainCheckpoint/1"
 
-__all__ = ["SCHEDULES", "TrainError", "TrainOptions", "atomic_save", "lr_factor", "run_training", "train"]
+__all__ = ["SCHEDULES", "TrainError", "TrainOptions", "atomic_save", "epoch_line", "lr_factor", "run_training",
+           "train"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,14 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def epoch_line(record: dict[str, float], epochs: int) -> str:
+    """One line for a finished epoch's ``record`` (what `train` prints with ``progress`` as it ends)."""
+    val = f", val accuracy {100 * record['val_accuracy']:.2f}%" if "val_accuracy" in record else ""
+    compiled = f" (compile {record['compile_seconds']:.1f} s)" if "compile_seconds" in record else ""
+    return (f"epoch {int(record['epoch'])}/{epochs}: loss {record['loss']:.4f}, train accuracy "
+            f"{100 * record['train_accuracy']:.2f}%{val}, lr {record['lr']:.3g}, {record['seconds']:.1f} s{compiled}")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -166,6 +175,8 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
             history.append(record)
             if ckpt_path is not None:
                 _save_checkpoint(ckpt_path, run, epoch + 1, history)
+            if progress:
+                print(epoch_line(record, options.epochs), flush=True)
     finally:
         if options.channels_last:  # the model is handed back laid out as it came
             gm.to(memory_format=torch.contiguous_format)
@@ -196,7 +207,7 @@ class _Run:
         from tqdm.auto import tqdm
 
         bar = tqdm(loader, total=self.steps, desc=f"epoch {epoch + 1}/{self.options.epochs}", unit="batch",
-                   leave=False)
+                   leave=False, disable=None)  # no bar when not on a terminal: a log gets the epoch lines only
         return bar, bar
 
     def epoch(self, loader: Iterable[Any], epoch: int) -> dict[str, float]:
