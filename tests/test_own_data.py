@@ -183,3 +183,60 @@ def test_timm_names_follow_timm(tmp_path):
     assert torch.equal(model.conv1.weight, src.conv1.weight) and model.fc.out_features == 3
     with pytest.raises(ModelFileError, match="does not exist"):
         create_model("timm:resnet18", pretrained_file=str(tmp_path / "none.pth"))
+
+
+def _summary(seeds=1, tie=True):
+    """Two drop rates at two fault rates: at 20% the two are within their spread when ``tie``."""
+    rows = []
+    for d, f, acc, chip in [(0.0, 0.0, 0.90, 0.0), (0.2, 0.0, 0.85, 0.0), (0.0, 0.2, 0.40, 0.05),
+                            (0.2, 0.2, 0.42 if tie else 0.70, 0.05)]:
+        rows += [{"drop_rate": d, "fault_rate": f, "seed": s, "accuracy": acc + 0.01 * s, "chip_std": chip,
+                  "clean_accuracy": 0.9} for s in range(seeds)]
+    from rramfx.experiment.report import summarize
+
+    return summarize(rows)
+
+
+def test_plots_show_their_spread_fixed_scale_and_ties(tmp_path):
+    from matplotlib.container import ErrorbarContainer
+
+    from rramfx.experiment.plots import clear_best, plot_accuracy, plot_best_drop_rate, plot_heatmap
+    from rramfx.experiment.report import markdown_table
+
+    one = _summary(seeds=1)
+    assert clear_best(one) == {0.0: 0.0, 0.2: None}  # 42 vs 40 with chip std 5 each: a tie
+    assert clear_best(_summary(seeds=1, tie=False))[0.2] == 0.2
+    assert "**" not in markdown_table(one).split("\n")[3]  # the 20% column has no bold cell
+    fig = plot_accuracy(one, chance=0.1, sa0_fraction=0.5)
+    ax = fig.axes[0]
+    assert sum(isinstance(c, ErrorbarContainer) for c in ax.containers) == 2  # error bars with one seed
+    legend = ax.get_legend()
+    assert "error bars: std over simulated chips (1 training seed)" in legend.get_title().get_text()
+    assert "chance (10%)" in [t.get_text() for t in legend.get_texts()]
+    assert ax.get_ylim() == (0, 100) and "SA1+SA0, 50% SA0" in ax.get_xlabel()
+    assert "std over 3 training seeds" in plot_accuracy(_summary(seeds=3)).axes[0].get_legend().get_title().get_text()
+    heat = plot_heatmap(one)
+    assert heat.axes[0].images[0].get_clim() == (0.0, 100.0)
+    texts = {t.get_text(): t.get_fontweight() for t in heat.axes[0].texts}
+    assert texts["42.0\n±5.0"] == "normal" and texts["90.0\n±0.0"] == "bold"
+    assert "(tie)" in heat.axes[0].get_xticklabels()[1].get_text()
+    from matplotlib.figure import Figure
+
+    own = Figure()
+    ax = own.add_subplot()
+    assert plot_best_drop_rate(one, ax) is own and ax.get_xlabel() == "fault rate (% of cells, SA1)"
+    heat.savefig(tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_report_accepts_results_json_and_version(tmp_path, capsys):
+    rows = [{"drop_rate": s["drop_rate"], "fault_rate": s["fault_rate"], "seed": 0, "accuracy": s["accuracy"],
+             "chip_std": s["chip_std"]} for s in _summary()]
+    (tmp_path / "results.json").write_text(json.dumps({"config": {"dataset": "mnist"}, "rows": rows}))
+    assert main(["report", str(tmp_path / "results.json")]) == 0
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000 and "| p = 0.2" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    from rramfx.version import __version__
+
+    assert capsys.readouterr().out.strip() == f"rramfx {__version__}"
