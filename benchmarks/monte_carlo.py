@@ -8,13 +8,18 @@ alike, on the same test batches (already on the device, so the loader costs noth
 - MC old:  the same with the fault path rramfx used before (float32 uniforms and three comparisons per
   draw, ``corrupt`` by ``torch.where`` then the scale), kept here, in the benchmark only, for comparison;
 - naive:   ``trials`` × (``inject_faults`` + ``evaluate``): the crossbar layers corrupt and rescale
-  their weights on every forward pass (faulty inference through the layers, for comparison).
+  their weights on every forward pass (faulty inference through the layers, for comparison);
+- with ``--parallel``: ``parallel_monte_carlo`` of the same chips on 1 worker process × 1 thread and on
+  2 workers × 1 thread (the local engine; pool start, model and data transfer included), whose
+  accuracies are checked equal to ``monte_carlo``'s; run it with ``--threads 1`` so that every row
+  computes on one thread.
 
 The ratios of medians are printed, with the extra time per chip; the targets are MC / plain ≤ 1.02 for
-resnet20 and ≤ 1.12 for torchvision's resnet18 at 1,024 images per chip.
+resnet20 and ≤ 1.12 for torchvision's resnet18 at 1,024 images per chip (issue 11: ≤ 1.05), and 1 worker
+/ 2 workers ≥ 1.7.
 
     python benchmarks/monte_carlo.py [--device cpu|cuda] [--models resnet20,tv:resnet18] [--trials 10]
-        [--batch 256] [--samples 1024] [--no-old] [--quick]
+        [--batch 256] [--samples 1024] [--no-old] [--no-naive] [--parallel] [--threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 
 import rramfx
 from rramfx.crossbar.faults import SA0, SA1, BaseFaultModel, FaultModel
+from rramfx.evaluation.parallel_chips import parallel_monte_carlo
 from rramfx.models.spec import create_model
 
 
@@ -102,12 +108,25 @@ def measure(spec: str, args: argparse.Namespace, device: torch.device) -> dict:
             rramfx.evaluate(gm, batches)
         rramfx.clear_faults(gm)
 
-    variants = {"plain": plain, "mc": mc("new"), "mc_old": mc("old"), "naive": naive}
+    def par(workers: int) -> Callable[[], None]:
+        def run() -> None:
+            result = parallel_monte_carlo(gm, batches, fm, trials=args.trials, seed=0, workers=workers, threads=1)
+            assert result.accuracies == reference.accuracies, "parallel chips differ from monte_carlo's"
+        return run
+
+    variants = {"plain": plain, "mc": mc("new"), "mc_old": mc("old"), "naive": naive, "par1": par(1), "par2": par(2)}
     if args.no_old or device.type != "cpu":
         del variants["mc_old"]
+    if args.no_naive:
+        del variants["naive"]
+    if not args.parallel:
+        del variants["par1"], variants["par2"]
+    reference = rramfx.monte_carlo(gm, batches, fm, trials=args.trials, seed=0) if args.parallel else None
     with torch.no_grad():
         rramfx.evaluate(gm, batches)  # warm-up (cuDNN autotuning, allocator)
         rramfx.monte_carlo(gm, batches, fm, trials=1)
+        if args.parallel:  # start the forkserver (it imports torch once per process) outside the timings
+            parallel_monte_carlo(gm, batches, fm, trials=1, workers=1, threads=1)
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.rounds):
         for name, fn in variants.items():
@@ -122,10 +141,13 @@ def report(r: dict, trials: int) -> None:
     print(f"model {r['model']}: {r['rram_layers']} RRAM layers, {r['rram_weights']:,} RRAM weights")
     print(f"  {'':26s} {'seconds':>8s} {'per chip ms':>12s} {'extra ms':>9s} {'ratio':>6s}")
     for name, label in (("plain", "plain eval x trials"), ("mc", "monte_carlo"), ("mc_old", "monte_carlo, old faults"),
-                        ("naive", "inject + eval (naive)")):
+                        ("naive", "inject + eval (naive)"), ("par1", "parallel, 1 worker x 1 thr"),
+                        ("par2", "parallel, 2 workers x 1 thr")):
         if name in r:
             chip = 1e3 * r[name] / trials
             print(f"  {label:26s} {r[name]:8.2f} {chip:12.1f} {chip - per_chip:9.1f} {r[name] / r['plain']:6.3f}")
+    if "par2" in r:
+        print(f"  speed-up of 2 workers over 1 worker: {r['par1'] / r['par2']:.2f}x (chips identical)")
 
 
 def load() -> str:
@@ -146,6 +168,8 @@ def main() -> None:
     ap.add_argument("--sa0", type=float, default=0.0, help="SA0 rate of the chips (default 0)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--no-old", action="store_true", help="skip the old fault path")
+    ap.add_argument("--no-naive", action="store_true", help="skip inject + eval")
+    ap.add_argument("--parallel", action="store_true", help="also time parallel_monte_carlo on 1 and 2 workers")
     ap.add_argument("--quick", action="store_true", help="2 chips, 64 images, 1 round: checks the script runs")
     args = ap.parse_args()
     if args.quick:

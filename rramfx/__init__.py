@@ -7,7 +7,9 @@ layers that train with DropConnect and evaluate under simulated stuck-at faults.
 
 from rramfx import data, models, passes
 from rramfx.cost.estimate import CostReport, estimate_cost
+from rramfx.crossbar.cellfaults import CellFaults
 from rramfx.crossbar.chip import (
+    apply_chip,
     apply_faults,
     clear_faults,
     crossbar_layers,
@@ -15,12 +17,16 @@ from rramfx.crossbar.chip import (
     set_drop_rate,
     set_fault_rate,
 )
+from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.faults import SA0, SA1, BaseFaultModel, FaultModel, FaultSet, chip_seed, register_fault_model
 from rramfx.crossbar.hardware import Hardware
 from rramfx.crossbar.layers import CrossbarLayer
+from rramfx.crossbar.mapping import CrossbarMap, crossbar_map
+from rramfx.crossbar.patterns import Clustered, Independent, Lines
 from rramfx.errors import (
     ArgumentError,
     ArgumentTypeError,
+    CellsFailedError,
     CostError,
     DataError,
     DataFileError,
@@ -46,6 +52,7 @@ from rramfx.errors import (
     UnknownLayerError,
 )
 from rramfx.evaluation.chips import MonteCarloResult, evaluate, monte_carlo
+from rramfx.evaluation.on_chip import evaluate_on_chip
 from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.experiment.grid import SweepConfig, sweep
 from rramfx.experiment.report import write_report
@@ -83,9 +90,14 @@ __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
     "BaseFaultModel",
+    "CellFaults",
+    "CellsFailedError",
+    "Chip",
+    "Clustered",
     "CostError",
     "CostReport",
     "CrossbarLayer",
+    "CrossbarMap",
     "DataError",
     "DataFileError",
     "FaultError",
@@ -94,7 +106,9 @@ __all__ = [
     "FaultSetFileError",
     "FileFormatError",
     "Hardware",
+    "Independent",
     "LayerSensitivity",
+    "Lines",
     "ModelFileError",
     "ModelSpecError",
     "MonteCarloResult",
@@ -120,13 +134,16 @@ __all__ = [
     "TrainError",
     "UnknownLayerError",
     "__version__",
+    "apply_chip",
     "apply_faults",
     "chip_seed",
     "clear_faults",
     "crossbar_layers",
+    "crossbar_map",
     "data",
     "estimate_cost",
     "evaluate",
+    "evaluate_on_chip",
     "export_onnx",
     "inject_faults",
     "inspect_onnx",

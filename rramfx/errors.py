@@ -30,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
+    "CellsFailedError",
     "CostError",
     "DataError",
     "DataFileError",
@@ -99,6 +100,15 @@ class CostError(ArgumentError):
 class SweepError(ArgumentError):
     """A `rramfx.SweepConfig` field is invalid (the message names it), or the output folder holds
     results of a different sweep."""
+
+
+class CellsFailedError(SweepError):
+    """Some cells of a sweep failed (each was logged with its key and traceback) while the others
+    finished and were saved; ``failed`` lists their keys. Re-running the sweep runs only what is missing."""
+
+    def __init__(self, message: str, failed: list[str]):
+        super().__init__(message)
+        self.failed = list(failed)
 
 
 class SensitivityError(ArgumentError):

@@ -24,7 +24,13 @@ from typing import Any
 
 from rramfx.errors import FileFormatError
 
-__all__ = ["canonical_json", "load_checked_json", "save_checked_json", "sha256_hex", "write_atomic"]
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+__all__ = ["canonical_json", "load_checked_json", "read_settings_file", "save_checked_json", "sha256_hex",
+           "write_atomic"]
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
@@ -89,3 +95,26 @@ def load_checked_json(path: str | Path, kind: str, error: type[FileFormatError] 
         raise error(f"'{path}' fails its checksum: the file was changed or damaged after rramfx wrote it; "
                     "delete it and write it again")
     return version, record["payload"]
+
+
+def read_settings_file(path: str | Path, what: str, error: type[FileFormatError] = FileFormatError) -> dict[str, Any]:
+    """The table of a ``.toml`` or ``.json`` settings file (``what`` names it in errors: a flag, a
+    setting); ``error`` when it is missing, not UTF-8, of another suffix, does not parse, or is not a
+    table."""
+    path = Path(path)
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in ("toml", "json"):
+        raise error(f"{what}: '{path}' must be a .toml or .json file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError as e:
+        raise error(f"{what}: '{path}' does not exist") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{what}: '{path}' cannot be read as UTF-8 text ({e})") from e
+    try:
+        data = json.loads(text) if kind == "json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise error(f"{what}: '{path}' is not valid {kind.upper()}: {e}") from e
+    if not isinstance(data, dict):
+        raise error(f"{what}: '{path}' must hold a table of settings, not a {type(data).__name__}")
+    return data

@@ -20,8 +20,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(out, config=CONFIG):
-    return rramfx.sweep(config, out, loaders=loaders(n_train=256, n_test=128), model_fn=TinyNet, progress=False,
-                        log=None)
+    return rramfx.sweep(config, out, loaders=loaders(n_train=256, n_test=128), model_fn=TinyNet, engine="serial",
+                        progress=False, log=None)
 
 
 def test_tiny_sweep_writes_everything_and_resumes(tmp_path, monkeypatch):
@@ -101,7 +101,7 @@ def test_cli_sweep_and_report(tmp_path, capsys):
             "--trials", "2", "--epochs", "1", "--recal-batches", "1", "--out", str(out), "--quiet", "--device", "cpu"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "[2/2] drop rate 0.2, seed 0" in text and "| p = 0.2 |" in text
+    assert "drop rate 0.2, seed 0: fault-free accuracy" in text and "| p = 0.2 |" in text
     (out / "heatmap.png").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "heatmap.png").read_bytes()[:8] == PNG

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 
 from rramfx.data.registry import DATASETS
+from rramfx.engines import ENGINES
 from rramfx.errors import ArgumentError
 
-__all__ = ["add_data_args", "add_device_arg", "dataset_name", "int_list", "rate_list", "resolve_device"]
+__all__ = ["add_data_args", "add_device_arg", "add_engine_args", "dataset_name", "engine_options", "int_list",
+           "rate_list", "resolve_device"]
 
 #: The ``--dataset`` help: the names rramfx reads, and the user's own images.
 DATASET_HELP = (f"{', '.join(DATASETS)}, or imagefolder:ROOT for your own images (ROOT/train/<class>/... and "
@@ -75,3 +77,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ArgumentError(f"--device {name}: this torch build or machine has no CUDA device; use --device cpu")
     return device
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """Add the options that choose where cells run: the engine, its workers and threads, Ray's address
+    and the resources each cell asks for."""
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local: a pool of processes on this machine (default); ray: Ray tasks (a private Ray "
+                        "on 127.0.0.1, or the cluster at --address); serial: one after another in this process")
+    p.add_argument("--workers", type=int, help="worker processes (default: the cores available // --threads)")
+    p.add_argument("--threads", type=int, help="torch threads per worker (default 1)")
+    p.add_argument("--address", help="Ray cluster to join, e.g. auto or ray://HOST:10001 (--engine ray)")
+    p.add_argument("--cpus-per-cell", type=int, default=1, help="CPU cores Ray reserves per cell (default 1)")
+    p.add_argument("--gpus-per-cell", type=float, default=0.0, help="GPUs Ray reserves per cell (default 0)")
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `rramfx.sweep` that `add_engine_args`'s options give."""
+    return {"engine": args.engine, "workers": args.workers, "threads": args.threads, "address": args.address,
+            "cpus_per_cell": args.cpus_per_cell, "gpus_per_cell": args.gpus_per_cell}

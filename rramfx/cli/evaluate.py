@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from typing import Any
 
@@ -20,7 +21,11 @@ from rramfx.cli.common import (
 )
 from rramfx.data.loader import ImageLoader
 from rramfx.data.registry import load_dataset
+from rramfx.engines.base import positive_count
 from rramfx.errors import ArgumentError, DataError
+from rramfx.evaluation.chips import MonteCarloResult
+from rramfx.evaluation.parallel_chips import parallel_monte_carlo
+from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.experiment.cells import Chips, Recalibration, evaluate_cell
 from rramfx.graph.record import rramfx_meta
 from rramfx.models.weights import read_weights
@@ -60,6 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recal-batches", type=int, default=None,
                    help="training batches for --recalibrate (default: the whole training set, as `rramfx sweep` "
                         "and SweepConfig.recal_batches; 0 also means all)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="evaluate the chips in this many worker processes, in contiguous blocks of chips (default "
+                        "1: in this process); the accuracies equal the serial run's, chip for chip")
+    p.add_argument("--threads", type=int,
+                   help="torch threads per worker (default: the cores available // --workers, at least 1; with "
+                        "--workers 1, torch's own default)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device_arg(p)
@@ -111,8 +122,7 @@ def run(args: argparse.Namespace) -> int:
         recal = ImageLoader(load_dataset(dataset, "train", data_dir, **read), args.batch_size, shuffle=True, **common)
     chips = Chips(args.trials, args.seed, args.sa0_fraction)
     recalibration = Recalibration(args.recal_batches or None) if args.recalibrate else None
-    results = [evaluate_cell(gm, rate, chips, test, recalibration=recalibration, recal_loader=recal,
-                             progress=not args.quiet) for rate in args.fault_rates]
+    results = [_evaluate(gm, rate, chips, test, recalibration, recal, args) for rate in args.fault_rates]
     if args.json:
         print(json.dumps([{"fault_rate": r_, **res.to_dict()} for r_, res in zip(args.fault_rates, results,
                                                                                   strict=True)], indent=1))
@@ -128,3 +138,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"{rate:10g}  {100 * res.mean:7.2f}  {100 * res.std:5.2f}  {100 * res.min:6.2f}  {100 * res.max:6.2f}  "
               f"{ci:>15}  {res.seconds:6.1f}")
     return 0
+
+
+def _evaluate(gm, rate: float, chips: Chips, test, recalibration: Recalibration | None, recal,
+              args: argparse.Namespace) -> MonteCarloResult:
+    """`evaluate_cell` in this process (``--workers 1`` and no ``--threads``), else the same cell with its
+    chips in parallel blocks (`parallel_monte_carlo`)."""
+    if args.workers == 1 and args.threads is None:
+        return evaluate_cell(gm, rate, chips, test, recalibration=recalibration, recal_loader=recal,
+                             progress=not args.quiet)
+    positive_count("workers", args.workers, 1)  # before the recalibration, not after it
+    positive_count("threads", args.threads, 1)
+    fault_model = chips.fault_model(rate)
+    if recalibration is not None:  # as evaluate_cell recalibrates, once here before the chips
+        gm = copy.deepcopy(gm)
+        recal.set_epoch(0)
+        recalibrate_bn(gm, recal, fault_model.sa1, batches=recalibration.batches, seed=recalibration.seed,
+                       progress=not args.quiet)
+    return parallel_monte_carlo(gm, test, fault_model, chips.trials, chips.seed, workers=args.workers,
+                                threads=args.threads, fault_rate=fault_model.sa1, progress=not args.quiet)

@@ -4,11 +4,26 @@ fault rate, and write the results table, heatmap and best-drop-rate plot."""
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-from rramfx.cli.arguments import add_data_args, add_device_arg, int_list, rate_list, resolve_device
-from rramfx.experiment.grid import SweepConfig, sweep
+from rramfx.cli.arguments import (
+    add_data_args,
+    add_device_arg,
+    add_engine_args,
+    engine_options,
+    int_list,
+    rate_list,
+    resolve_device,
+)
+from rramfx.errors import CellsFailedError, SweepError
+from rramfx.experiment.config import SweepConfig
+from rramfx.experiment.grid import sweep
+from rramfx.files import read_settings_file
 from rramfx.policy import Policy
+from rramfx.training.fastpath import PRECISIONS
 from rramfx.training.loop import SCHEDULES
 
 __all__ = ["register", "run"]
@@ -23,13 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "TRIALS simulated chips. Writes results.csv/json, results.md, heatmap.png and "
                     "best_drop_rate.png to OUT. Re-running resumes; more rates or seeds extend the sweep.",
     )
-    p.add_argument("--model", required=True, help="timm:NAME, tv:NAME, pkg.module:factory, or a reference model "
+    p.add_argument("--config", help="sweep settings file (.toml or .json with SweepConfig fields); flags given "
+                                    "with other values than their defaults override it")
+    p.add_argument("--model", help="timm:NAME, tv:NAME, pkg.module:factory, or a reference model "
                                                   "(resnet20, vgg13, mobilenetv2, mini_mobilenet_<n>)")
     p.add_argument("--num-classes", type=int, help="number of outputs (default: the dataset's)")
     p.add_argument("--in-chans", type=int, help="model input channels (default: the dataset's)")
     p.add_argument("--width", type=float, default=1.0,
                    help="channel multiplier: reference models are built wider, others widened (default 1)")
-    add_data_args(p)
+    add_data_args(p, required=False)
     p.add_argument("--drop-rates", type=rate_list, default=(0.0, 0.1, 0.2, 0.3, 0.4),
                    help="DropConnect rates to train with (default 0,0.1,0.2,0.3,0.4)")
     p.add_argument("--fault-rates", type=rate_list, default=(0.0, 0.1, 0.2, 0.3),
@@ -51,26 +68,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pad-shortcuts", action="store_true",
                    help="pad 1x1 shortcut convolutions to 3x3 so they go to RRAM (paper's Fig. 6c)")
     p.add_argument("--policy", help="base policy file (.json/.toml): placement rules and overrides")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile every training's forward (eager, with a warning, if compilation fails)")
+    p.add_argument("--channels-last", action="store_true", help="train in channels-last memory format")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="bf16: autocast training to bfloat16; fp32: none (default: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--out", required=True, help="output folder (created; resumed when it holds results)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_args(p)
     add_device_arg(p)
     p.set_defaults(run=run)
+    p.set_defaults(sweep_defaults={a.dest: a.default for a in p._actions})
+
+
+#: SweepConfig fields and the flags that set them (where the names differ).
+_FLAG_OF = {"augment": "no_augment", "recalibrate": "no_recalibrate"}
+
+
+def _config(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> SweepConfig:
+    """The sweep the config file and the flags describe: the file's settings, overridden by every flag
+    given with another value than its default."""
+    data: dict[str, Any] = {}
+    if args.config:
+        data = read_settings_file(args.config, "--config")
+    if args.policy:
+        data["policy"] = Policy.from_file(args.policy).to_dict()
+    for f in fields(SweepConfig):
+        flag = _FLAG_OF.get(f.name, f.name)
+        if f.name == "policy" or not hasattr(args, flag):  # --policy is a file, read above
+            continue
+        value = getattr(args, flag)
+        if value != parser_defaults.get(flag) or f.name not in data:
+            data[f.name] = (not value) if f.name in _FLAG_OF else value
+    if not data.get("model"):
+        raise SweepError("rramfx sweep needs --model (or a config file with a model)")
+    if not data.get("dataset"):
+        raise SweepError("rramfx sweep needs --dataset (or a config file with a dataset)")
+    return SweepConfig.from_dict(data)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run (or resume) the sweep the options describe and print its markdown table."""
-    policy = Policy.from_file(args.policy).to_dict() if args.policy else {}
-    config = SweepConfig(
-        model=args.model, dataset=args.dataset, drop_rates=args.drop_rates, fault_rates=args.fault_rates,
-        seeds=args.seeds, trials=args.trials, chip_seed=args.chip_seed, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
-        augment=not args.no_augment, recalibrate=not args.no_recalibrate, recal_batches=args.recal_batches,
-        sa0_fraction=args.sa0_fraction, width=args.width, rram_1x1=args.rram_1x1,
-        pad_shortcuts=args.pad_shortcuts, policy=policy,
-        num_classes=args.num_classes, in_chans=args.in_chans, image_size=args.image_size,
-        train_subset=args.train_subset, test_subset=args.test_subset, data_dir=args.data_dir,
-    )
-    sweep(config, args.out, device=resolve_device(args.device), progress=not args.quiet)
+    """Run (or resume) the sweep the options describe and print its markdown table. Returns the number
+    of failed cells (0: all done; capped at 125)."""
+    config = _config(args, args.sweep_defaults)
+    try:
+        sweep(config, args.out, device=resolve_device(args.device), progress=not args.quiet, **engine_options(args))
+    except CellsFailedError as e:
+        print(f"rramfx sweep: {e}", file=sys.stderr)
+        return min(len(e.failed), 125)
     print()
     print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
     return 0

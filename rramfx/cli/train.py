@@ -18,6 +18,7 @@ from rramfx.experiment.cells import CellData, DataSpec, TrainKey, TrainSettings,
 from rramfx.models.recipe import ModelRecipe
 from rramfx.models.spec import create_model
 from rramfx.models.weights import load_weights, read_weights
+from rramfx.training.distributed import finish, init_distributed, rank_device
 from rramfx.training.fastpath import PRECISIONS
 from rramfx.training.loop import SCHEDULES, TrainOptions
 
@@ -92,13 +93,16 @@ def _checkpoint_epoch(ckpt: Path) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     """Train one cell (`train_cell`) from the command line, print its history and save the model with
-    its data spec. An existing OUT is kept (unless --overwrite); Ctrl-C says how to resume."""
+    its data spec. An existing OUT is kept (unless --overwrite); Ctrl-C says how to resume. Under
+    torchrun, one training on all ranks; rank 0 prints and saves (`rramfx.training.distributed`)."""
     out = Path(args.out)
     ckpt = out.with_name(out.name + ".ckpt")
     if out.exists() and not args.overwrite:
         print(f"{out} exists: nothing to train (pass --overwrite to train again, or another --out)")
         return 0
-    device = resolve_device(args.device)
+    device = rank_device(resolve_device(args.device))
+    ranks = init_distributed(device)
+    say = print if ranks.main else (lambda *_: None)
     spec = DataSpec(args.dataset, args.data_dir, args.image_size, args.train_subset, args.test_subset,
                     args.batch_size, augment=not args.no_augment)
     policy = policy_from_args(args)
@@ -107,11 +111,12 @@ def run(args: argparse.Namespace) -> int:
     data = CellData(spec, device, num_classes=args.num_classes, in_chans=args.in_chans)
     key = TrainKey(ModelRecipe(args.model, data.num_classes, data.in_chans, args.width), policy.drop_rate, args.seed)
     model_fn = _model_fn(args, key.recipe)
-    print(f"training {args.model} on {args.dataset} ({len(data.train_data):,} images, {data.num_classes} classes, "
-          f"{args.epochs} epochs) with drop rate {policy.drop_rate:g} on {device}")
+    say(f"training {args.model} on {args.dataset} ({len(data.train_data):,} images, {data.num_classes} classes, "
+        f"{args.epochs} epochs) with drop rate {policy.drop_rate:g} on {device}"
+        + (f" x {ranks.world_size} ranks" if ranks.distributed else ""))
     done = None if args.no_resume else _checkpoint_epoch(ckpt)
     if done is not None:
-        print(f"resuming from {ckpt}: {done} of {args.epochs} epochs done")
+        say(f"resuming from {ckpt}: {done} of {args.epochs} epochs done")
     try:
         trained = train_cell(key, TrainSettings(policy, options, spec), data, device=device, checkpoint=ckpt,
                              resume=not args.no_resume, model_fn=model_fn, progress=not args.quiet)
@@ -123,12 +128,17 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         for r in trained.history:
             compiled = f" (compile {r['compile_seconds']:.1f} s)" if "compile_seconds" in r else ""
-            print(f"epoch {r['epoch']:3d}: loss {r['loss']:.4f}, train accuracy {100 * r['train_accuracy']:.2f}%, "
-                  f"{r['seconds']:.1f} s{compiled}")
-    print(f"fault-free test accuracy: {100 * trained.clean_accuracy:.2f}% on {len(data.test_data):,} images")
+            say(f"epoch {r['epoch']:3d}: loss {r['loss']:.4f}, train accuracy {100 * r['train_accuracy']:.2f}%, "
+                f"{r['seconds']:.1f} s{compiled}")
+    say(f"fault-free test accuracy: {100 * trained.clean_accuracy:.2f}% on {len(data.test_data):,} images")
     data_spec = {**data.train_data.describe(), "dataset": args.dataset, "data_dir": args.data_dir,
                  "image_size": args.image_size, "train_subset": args.train_subset, "test_subset": args.test_subset}
-    trained.save(out, info={"weights": args.weights, "pretrained": args.pretrained}, data=data_spec)
-    ckpt.unlink(missing_ok=True)
-    print(f"saved {out}")
+
+    def save() -> None:
+        trained.save(out, info={"weights": args.weights, "pretrained": args.pretrained}, data=data_spec)
+        ckpt.unlink(missing_ok=True)
+        print(f"saved {out}")
+
+    ranks.on_main(save)
+    finish()
     return 0

@@ -36,6 +36,7 @@ from rramfx.crossbar.hardware import (
     Hardware,
     resolve_hardware,
 )
+from rramfx.crossbar.mapping import map_layer
 from rramfx.crossbar.tiling import geometry
 from rramfx.errors import CostError, NotPreparedError, UnknownLayerError
 from rramfx.graph.mac_count import count_macs
@@ -222,7 +223,7 @@ def _layer_cost(path: str, layer: nn.Module, device: str, calls: int, n_macs: in
     geo = geometry(layer)
     ops = 2 * n_macs
     if device == "rram":
-        tiles = geo.tiles_on(hw)
+        tiles = map_layer(layer, hw, path).arrays  # the mapping the fault simulation and ONNX export use
         latency, energy = ops / hw.rram_ops_per_s, ops / hw.rram_ops_per_j
     else:
         tiles = 0

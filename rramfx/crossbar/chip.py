@@ -10,11 +10,13 @@ from __future__ import annotations
 from torch import fx
 
 from rramfx.checks import unit_rate
+from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.faults import BaseFaultModel, FaultSet, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
 from rramfx.errors import ArgumentTypeError, FaultError, NotPreparedError, PlacementError
 
 __all__ = [
+    "apply_chip",
     "apply_faults",
     "clear_faults",
     "crossbar_layers",
@@ -68,10 +70,11 @@ def apply_faults(gm: fx.GraphModule, faults: FaultSet) -> None:
                 f"fault set has codes for '{path}', which is not an RRAM layer of this model "
                 f"(its RRAM layers: {', '.join(list(layers)[:8])}{', ...' if len(layers) > 8 else ''})"
             )
-        if tuple(codes.shape) != tuple(layers[path].weight.shape):
+        expected = faults.fault_model.codes_shape(tuple(layers[path].weight.shape))
+        if tuple(codes.shape) != expected:
             raise FaultError(
                 f"fault codes for '{path}' have shape {tuple(codes.shape)}, its weight "
-                f"{tuple(layers[path].weight.shape)}: the fault set was drawn for another model"
+                f"{tuple(layers[path].weight.shape)} needs {expected}: the fault set was drawn for another model"
             )
     for path, layer in layers.items():
         if path in faults:
@@ -80,6 +83,17 @@ def apply_faults(gm: fx.GraphModule, faults: FaultSet) -> None:
         else:
             layer.fault_codes = None
             layer.fault_model = None
+
+
+def apply_chip(gm: fx.GraphModule, chip: Chip) -> FaultSet:
+    """Put ``gm`` on the tested chip ``chip`` (`rramfx.Chip`): its RRAM layers take the chip's arrays in
+    module order (`rramfx.crossbar_map`) and read their cells through the chip's encoding. Returns the
+    `FaultSet` applied; a model needing more arrays than the chip has raises `FaultError` saying how many."""
+    if not isinstance(chip, Chip):
+        raise ArgumentTypeError(f"chip must be an rramfx.Chip, got {type(chip).__name__}")
+    faults = chip.fault_set(_require_crossbar(gm))
+    apply_faults(gm, faults)
+    return faults
 
 
 def clear_faults(gm: fx.GraphModule) -> None:

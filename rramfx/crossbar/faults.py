@@ -75,6 +75,16 @@ class BaseFaultModel(ABC):
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form, including ``"kind"``, that `fault_model_from_dict` reads back."""
 
+    def codes_shape(self, weight_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of one layer's codes: the weight's (one code per weight), or with a trailing
+        dimension of cells for a cell-level kind (`rramfx.crossbar.cellfaults.CellFaults`)."""
+        return tuple(weight_shape)
+
+    def draw_codes(self, layers: Mapping[str, torch.nn.Module], seed: int) -> dict[str, torch.Tensor]:
+        """One chip's codes for ``layers`` (module path → layer): each layer drawn with `sample` from its
+        own stream `layer_rng` (seed, path). Cell-level kinds draw whole arrays instead."""
+        return {path: self.sample(layer.weight.shape, layer_rng(seed, path)) for path, layer in layers.items()}
+
     def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """``corrupt(weight, codes) * scale`` without autograd: what a faulty layer computes with in
         evaluation. Fault kinds may override it with a faster equal computation (see `FaultModel`)."""
@@ -218,8 +228,7 @@ class FaultSet(Mapping[str, torch.Tensor]):
 def draw_fault_set(layers: Mapping[str, torch.nn.Module], fault_model: BaseFaultModel, seed: int) -> FaultSet:
     """Draw one chip for the given RRAM layers (module path → layer)."""
     seed_int(seed)
-    codes = {path: fault_model.sample(layer.weight.shape, layer_rng(seed, path)) for path, layer in layers.items()}
-    return FaultSet(codes, fault_model, seed)
+    return FaultSet(fault_model.draw_codes(layers, seed), fault_model, seed)
 
 
 def uint32_draws(rng: np.random.Generator, n: int) -> np.ndarray:

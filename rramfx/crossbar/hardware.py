@@ -24,6 +24,7 @@ from rramfx.checks import positive_int, positive_number
 from rramfx.errors import ArgumentError, ArgumentTypeError, CostError
 
 __all__ = [
+    "ENCODINGS",
     "ISAAC_CHIP_AREA_MM2",
     "ISAAC_GOPS_PER_MM2",
     "ISAAC_GOPS_PER_W",
@@ -39,6 +40,11 @@ ISAAC_GOPS_PER_MM2 = 478.95
 ISAAC_GOPS_PER_W = 644.01
 ISAAC_CHIP_AREA_MM2 = 85.4
 PAPER_CHIPS = 64
+
+#: How a weight is held in cells (see docs/crossbar.md): one cell, a G+/G- pair, or bit slices.
+ENCODINGS = ("single", "differential", "bit_sliced")
+_SIGNED = ("differential", "offset")
+_SCALES = ("layer", "column")
 
 
 def array_shape(value: Any, name: str = "Hardware.tile", error: type[Exception] = CostError) -> tuple[int, int]:
@@ -62,6 +68,13 @@ class Hardware:
     - ``tile``: crossbar array (rows, columns); ``cells_per_weight``: cells that hold one weight
       (1: an 8-bit weight per cell, the paper's setting; 4 for 2-bit cells), side by side in a row.
       These two decide the tile counts of the cost report and of the ONNX annotation.
+    - ``encoding``: how a weight is held (`ENCODINGS`): ``"single"`` (one cell holds the weight: the
+      paper's setting and the default; ``cells_per_weight`` only reserves room), ``"differential"`` (a
+      G+/G- pair, 2 cells), ``"bit_sliced"`` (the weight quantised to ``weight_bits`` bits over cells of
+      ``bits_per_cell`` bits; ``signed``: ``"offset"`` adds 2**(weight_bits-1), ``"differential"``
+      holds the magnitude on a positive or a negative row of slices; ``scale``: one full scale per
+      ``"layer"`` or per output ``"column"``, also read by ``"differential"``). For these two,
+      `weight_cells` follows from the encoding and ``cells_per_weight`` must be 1 or equal to it.
     - ``chips`` x ``chip_area_mm2`` at ``rram_gops_per_mm2`` (GOPs/s/mm²) and ``rram_gops_per_w``
       (GOPs/W): the 64-chip ISAAC of the paper by default.
     - ``host_gops`` (GOPs/s) and ``host_power_w`` (W): the CPU that runs the other layers. The default,
@@ -80,13 +93,46 @@ class Hardware:
     rram_gops_per_w: float = ISAAC_GOPS_PER_W
     host_gops: float = 768.0
     host_power_w: float = 65.0
+    encoding: str = "single"
+    weight_bits: int = 8
+    bits_per_cell: int = 2
+    signed: str = "offset"
+    scale: str = "layer"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tile", array_shape(self.tile))
-        for name in ("cells_per_weight", "chips"):
+        for name in ("cells_per_weight", "chips", "weight_bits", "bits_per_cell"):
             positive_int(f"Hardware.{name}", getattr(self, name), CostError)
+        for name, allowed in (("encoding", ENCODINGS), ("signed", _SIGNED), ("scale", _SCALES)):
+            if getattr(self, name) not in allowed:
+                raise CostError(f"Hardware.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.weight_bits < 2 or self.weight_bits > 24:
+            raise CostError(f"Hardware.weight_bits must be in [2, 24] (a sign and at least one bit), "
+                            f"got {self.weight_bits}")
+        if self.bits_per_cell > 8:
+            raise CostError(f"Hardware.bits_per_cell must be in [1, 8], got {self.bits_per_cell}")
+        if self.encoding != "single" and self.cells_per_weight not in (1, self.weight_cells):
+            raise CostError(f"Hardware.cells_per_weight is {self.cells_per_weight} but the {self.encoding} "
+                            f"encoding uses {self.weight_cells} cells per weight: leave it at 1 or set it to "
+                            f"{self.weight_cells}")
         for name in ("chip_area_mm2", "rram_gops_per_mm2", "rram_gops_per_w", "host_gops", "host_power_w"):
             object.__setattr__(self, name, positive_number(f"Hardware.{name}", getattr(self, name), CostError))
+
+    @property
+    def slices(self) -> int:
+        """Cells of ``bits_per_cell`` bits that hold one bit-sliced number: the ``weight_bits`` of an
+        offset-encoded weight, or the ``weight_bits - 1`` magnitude bits of one side of a differential one."""
+        bits = self.weight_bits if self.signed == "offset" else self.weight_bits - 1
+        return -(-bits // self.bits_per_cell)
+
+    @property
+    def weight_cells(self) -> int:
+        """Cells one weight occupies side by side in a row of an array: what the tiles are counted on."""
+        if self.encoding == "differential":
+            return 2
+        if self.encoding == "bit_sliced":
+            return self.slices * (2 if self.signed == "differential" else 1)
+        return self.cells_per_weight
 
     @property
     def rram_ops_per_s(self) -> float:
@@ -117,8 +163,17 @@ class Hardware:
         """One line naming every figure the estimate uses."""
         return (f"RRAM: {self.chips} chips x {self.chip_area_mm2:g} mm^2 at {self.rram_gops_per_mm2:g} GOPs/s/mm^2 "
                 f"({self.rram_ops_per_s / 1e12:,.0f} TOPs/s) and {self.rram_gops_per_w:g} GOPs/W, "
-                f"{self.array} arrays, cells per weight {self.cells_per_weight}; "
+                f"{self.array} arrays, {self.describe_cells()}; "
                 f"host: {self.host_gops:g} GOPs/s at {self.host_power_w:g} W")
+
+    def describe_cells(self) -> str:
+        """How a weight is held, in a few words (``"cells per weight 1"`` for the default)."""
+        if self.encoding == "single":
+            return f"cells per weight {self.cells_per_weight}"
+        if self.encoding == "differential":
+            return f"differential pairs ({self.scale} scale)"
+        return (f"bit-sliced {self.weight_bits}-bit weights over {self.weight_cells} cells of "
+                f"{self.bits_per_cell} bits ({self.signed} sign, {self.scale} scale)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON-ready): every field, ``tile`` as a list."""

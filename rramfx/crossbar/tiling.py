@@ -24,7 +24,7 @@ from torch import nn
 from rramfx.crossbar.hardware import Hardware
 from rramfx.errors import ArgumentError, ArgumentTypeError
 
-__all__ = ["KINDS", "Geometry", "geometry", "layer_kind", "macs", "tiles_for", "weight_fan"]
+__all__ = ["KINDS", "Geometry", "geometry", "groups_per_tile", "layer_kind", "macs", "tiles_for", "weight_fan"]
 
 #: The kinds of weighted layer a crossbar can hold.
 KINDS = ("conv", "conv_transpose", "linear")
@@ -50,9 +50,10 @@ class Geometry:
         return tiles_for(self.rows, self.cols * cells_per_weight, self.groups, tile)
 
     def tiles_on(self, hardware: Hardware) -> int:
-        """Crossbar arrays this layer occupies on ``hardware``: its ``tile`` and ``cells_per_weight``.
-        The count both the cost report and the ONNX annotation give."""
-        return self.tiles(hardware.tile, hardware.cells_per_weight)
+        """Crossbar arrays this layer occupies on ``hardware``: its ``tile`` and the cells per weight of
+        its encoding (`Hardware.weight_cells`). The count of `rramfx.crossbar.mapping.map_layer`, which
+        places every tile; the cost report and the ONNX annotation read it from there."""
+        return self.tiles(hardware.tile, hardware.weight_cells)
 
 
 def layer_kind(layer: nn.Module) -> str:
@@ -82,11 +83,17 @@ def tiles_for(rows: int, cols: int, groups: int, tile: tuple[int, int]) -> int:
     """Crossbar tiles of ``tile[0]`` rows x ``tile[1]`` columns that hold ``groups`` independent
     ``rows x cols`` matrices. A group that fits in a tile shares it with others along the tile's
     diagonal (depthwise and grouped convolutions); a larger one takes ceil(rows/R)·ceil(cols/C) tiles."""
-    tr, tc = tile
-    if rows <= tr and cols <= tc:
-        per_tile = min(tr // rows, tc // cols)
+    per_tile = groups_per_tile(rows, cols, tile)
+    if per_tile:
         return math.ceil(groups / per_tile)
-    return groups * math.ceil(rows / tr) * math.ceil(cols / tc)
+    return groups * math.ceil(rows / tile[0]) * math.ceil(cols / tile[1])
+
+
+def groups_per_tile(rows: int, cols: int, tile: tuple[int, int]) -> int:
+    """How many ``rows x cols`` group matrices share one array along its diagonal; 0 when one group is
+    larger than an array (it is then cut into a grid of arrays of its own)."""
+    tr, tc = tile
+    return min(tr // rows, tc // cols) if rows <= tr and cols <= tc else 0
 
 
 def macs(kind: str, fan: int, inputs: int, outputs: int) -> int:

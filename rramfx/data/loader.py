@@ -3,6 +3,7 @@ augmented on the loader's device, and `make_loaders` for a dataset's training an
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,8 @@ class ImageLoader:
     resized. ``augment``: random crop from an image padded by size/8, plus a horizontal flip where the
     dataset allows it. ``shuffle`` draws a new order every epoch from ``seed`` and the epoch number,
     so a run is reproducible. ``device``: the whole uint8 set is moved there once and batches are made
-    there. Iterating yields ``(images, labels)``; ``len()`` is the number of batches.
+    there. Iterating yields ``(images, labels)``; ``len()`` is the number of batches. `shard` gives
+    one process of a distributed training its share of every epoch.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class ImageLoader:
         self.batch_size = batch_size
         self.shuffle, self.augment, self.drop_last, self.seed = shuffle, augment, drop_last, seed
         self.epoch = 0
+        self.rank, self.world_size = 0, 1
         self._images = data.images.to(self.device)
         self._labels = data.labels.to(self.device)
         self._mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1)
@@ -69,20 +72,55 @@ class ImageLoader:
         """Make the next pass the ``epoch``-th one (its shuffle order and augmentation), e.g. on resume."""
         self.epoch = int(epoch)
 
+    def shard(self, rank: int, world_size: int) -> ImageLoader:
+        """This loader's share for process ``rank`` of ``world_size`` (a distributed training), with
+        ``torch.utils.data.DistributedSampler``'s rule: every rank draws the same order of an epoch
+        (shuffled from ``seed`` and the epoch, or file order), pads it to a multiple of ``world_size``
+        by repeating its start, and takes every ``world_size``-th image from position ``rank``; so the
+        ranks' shares are disjoint, cover the data and have the same length. Random crops and flips are
+        drawn per rank. A new loader sharing the images; this one is not changed."""
+        for name, value in (("rank", rank), ("world_size", world_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ArgumentTypeError(f"ImageLoader.shard: {name} must be an int, got {value!r}")
+        if not 0 <= rank < world_size:
+            raise DataError(f"ImageLoader.shard: rank must be in [0, world_size), got rank={rank}, "
+                            f"world_size={world_size}")
+        shard = copy.copy(self)
+        shard.rank, shard.world_size = rank, world_size
+        return shard
+
+    def _count(self) -> int:
+        """Images per epoch on this rank."""
+        return -(-len(self.data) // self.world_size)
+
     def __len__(self) -> int:
-        n = len(self.data)
+        n = self._count()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.data)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
-        order = torch.randperm(n, generator=g).to(self.device) if self.shuffle else None
+        order = torch.randperm(n, generator=g) if self.shuffle else None
+        if self.world_size > 1:
+            order, g = self._rank_order(order, g)
+        order = order.to(self.device) if order is not None else None
+        count = len(order) if order is not None else n
         for b in range(len(self)):
-            idx = slice(b * self.batch_size, min(n, (b + 1) * self.batch_size))
+            idx = slice(b * self.batch_size, min(count, (b + 1) * self.batch_size))
             if order is not None:
                 idx = order[idx]
             yield self._batch(self._images[idx], g), self._labels[idx]
+
+    def _rank_order(self, order: torch.Tensor | None, g: torch.Generator) -> tuple[torch.Tensor, torch.Generator]:
+        """This rank's positions in the epoch's ``order`` (padded by repeating its start), and its own
+        augmentation generator (seeded from the shared one and the rank)."""
+        n = len(self.data)
+        order = torch.arange(n) if order is None else order
+        total = self._count() * self.world_size
+        order = order.repeat(-(-total // n))[:total]
+        seed = int(torch.randint(2**62, (1,), generator=g)) + self.rank
+        return order[self.rank::self.world_size], torch.Generator().manual_seed(seed)
 
     def _batch(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = (images.float() / 255.0 - self._mean) / self._std

@@ -2,6 +2,8 @@
 recalibration for a chip's drop rate."""
 
 from rramfx.evaluation.chips import MonteCarloResult, check_chip_args, evaluate, monte_carlo
+from rramfx.evaluation.on_chip import evaluate_on_chip
+from rramfx.evaluation.parallel_chips import parallel_monte_carlo
 from rramfx.evaluation.recalibrate import batchnorm_layers, recalibrate_bn
 
 __all__ = [
@@ -9,6 +11,8 @@ __all__ = [
     "batchnorm_layers",
     "check_chip_args",
     "evaluate",
+    "evaluate_on_chip",
     "monte_carlo",
+    "parallel_monte_carlo",
     "recalibrate_bn",
 ]

@@ -40,7 +40,8 @@ from rramfx.statistics import chip_statistics, t_quantile_975
 class MonteCarloResult:
     """Accuracy (fraction in [0, 1]) of one model on ``trials`` simulated chips.
 
-    ``accuracies[i]`` is chip ``i``'s, drawn with ``chip_seed(seed, i)``. ``std`` is the chip-to-chip
+    ``accuracies[i]`` is chip ``first + i``'s, drawn with ``chip_seed(seed, first + i)`` (``first`` is 0
+    unless the run evaluated a block of chips). ``std`` is the chip-to-chip
     standard deviation (n-1); ``ci95`` the 95% confidence interval of the *mean* over chips;
     ``interval95`` the range holding the middle 95% of chips (2.5th to 97.5th percentile); they are
     `rramfx.statistics.chip_statistics` of ``accuracies``, as for `rramfx.OrtMonteCarloResult`.
@@ -54,6 +55,7 @@ class MonteCarloResult:
     samples: int
     rram_layers: int
     seconds: float
+    first: int = 0
     mean: float = field(init=False)
     std: float = field(init=False)
     min: float = field(init=False)
@@ -74,7 +76,7 @@ class MonteCarloResult:
 
     def chip_seeds(self) -> list[int]:
         """The seed of every chip, for ``inject_faults(gm, fault_model, seed=...)``."""
-        return [chip_seed(self.seed, i) for i in range(self.trials)]
+        return [chip_seed(self.seed, self.first + i) for i in range(self.trials)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON ready), the derived statistics included."""
@@ -184,8 +186,13 @@ def monte_carlo(
     fault_rate: float | None = None,
     cache_bytes: int = 2 << 30,
     progress: bool = True,
+    first: int = 0,
 ) -> MonteCarloResult:
     """Evaluate a prepared model on ``trials`` simulated chips drawn from ``fault_model`` and ``seed``.
+
+    The chips are ``first``, ..., ``first + trials - 1`` (chip ``i`` from ``chip_seed(seed, i)``), so a
+    run can be split into blocks of chips whose accuracies, put together, are the whole run's
+    (`rramfx.evaluation.parallel_chips` evaluates the blocks in parallel processes).
 
     ``fault_rate`` is the expected fault rate p' whose 1/(1-p') scale faulty RRAM weights get; None
     keeps the one the model has (from its policy, `set_fault_rate` or `recalibrate_bn`). A model whose
@@ -196,6 +203,7 @@ def monte_carlo(
     that draws no faults, is evaluated once and that accuracy reported for every chip.
     """
     check_chip_args("monte_carlo", gm, fault_model, trials, seed)
+    first = chip_index("first", first)
     layers = crossbar_layers(gm)
     if fault_rate is not None:
         fault_rate = unit_rate("fault_rate", fault_rate)
@@ -216,15 +224,15 @@ def monte_carlo(
                     correct, total = _count_correct(gm, loader, device, check=True)
                 accuracies = [correct.item() / max(total, 1)] * trials
             else:
-                accuracies, total = _run_chips(gm, layers, loader, fault_model, trials, seed, device, cache_bytes,
-                                               progress)
+                accuracies, total = _run_chips(gm, layers, loader, fault_model, range(first, first + trials), seed,
+                                               device, cache_bytes, progress)
             if total == 0:
                 raise ArgumentError("loader yielded no samples")
         finally:
             for path, m in layers.items():
                 m.fault_codes, m.fault_model, m.fault_rate = saved[path]
     return MonteCarloResult(tuple(accuracies), seed, fault_model.to_dict(), float(p_prime if layers else 0.0),
-                            total, len(layers), time.perf_counter() - start)
+                            total, len(layers), time.perf_counter() - start, first)
 
 
 def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any) -> None:
@@ -240,8 +248,15 @@ def check_chip_args(what: str, gm: Any, fault_model: Any, trials: Any, seed: Any
     trials_and_seed(trials, seed)
 
 
+def chip_index(name: str, value: Any) -> int:
+    """``value`` checked as the index of a chip (an int >= 0); else `ArgumentError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ArgumentError(f"{name} must be an int >= 0 (the index of the first chip), got {value!r}")
+    return value
+
+
 def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Iterable[Any],
-               fault_model: BaseFaultModel, trials: int, seed: int, device: torch.device, cache_bytes: int,
+               fault_model: BaseFaultModel, chips: range, seed: int, device: torch.device, cache_bytes: int,
                progress: bool) -> tuple[list[float], int]:
     batches = BatchCache(loader, device, cache_bytes)
     accuracies: list[float] = []
@@ -250,7 +265,7 @@ def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Ite
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=trials, desc="chips", unit="chip", leave=False, disable=None)
+        bar = tqdm(total=len(chips), desc="chips", unit="chip", leave=False, disable=None)
 
     def draw(i: int) -> FaultSet:
         return draw_fault_set(layers, fault_model, chip_seed(seed, i))
@@ -258,10 +273,10 @@ def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Ite
     # On a GPU the CPU is idle while kernels run: draw the next chip meanwhile (NumPy releases the GIL).
     pool = concurrent.futures.ThreadPoolExecutor(1) if device.type != "cpu" else None
     try:
-        pending = pool.submit(draw, 0) if pool else None
-        for i in range(trials):
+        pending = pool.submit(draw, chips[0]) if pool else None
+        for i in chips:
             faults = pending.result() if pending else draw(i)
-            if pool and i + 1 < trials:
+            if pool and i + 1 < chips.stop:
                 pending = pool.submit(draw, i + 1)
             apply_faults(gm, faults)  # the same chip inject_faults(gm, fault_model, chip_seed(seed, i)) gives
             with torch.no_grad():
@@ -302,4 +317,4 @@ def _warn_unscaled(fault_model: BaseFaultModel, p_prime: float, layers: dict[str
         )
 
 
-__all__ = ["MonteCarloResult", "evaluate", "monte_carlo", "t_quantile_975"]
+__all__ = ["MonteCarloResult", "chip_index", "evaluate", "monte_carlo", "t_quantile_975"]

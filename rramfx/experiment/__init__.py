@@ -12,7 +12,8 @@ from rramfx.experiment.cells import (
     evaluate_cell,
     train_cell,
 )
-from rramfx.experiment.grid import SweepConfig, sweep
+from rramfx.experiment.config import SweepConfig
+from rramfx.experiment.grid import sweep
 from rramfx.experiment.report import write_report
 
 __all__ = [

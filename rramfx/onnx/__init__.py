@@ -2,6 +2,7 @@
 segments, inspection, and Monte-Carlo simulation in onnxruntime."""
 
 from rramfx.errors import OnnxError
+from rramfx.onnx.chip_sessions import bake_read_weights, read_weight_graph
 from rramfx.onnx.export import export_onnx
 from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.inspect import inspect_onnx
@@ -13,10 +14,12 @@ __all__ = [
     "OnnxError",
     "OrtMonteCarloResult",
     "Plan",
+    "bake_read_weights",
     "export_onnx",
     "inspect_onnx",
     "onnx_fault_inputs",
     "ort_monte_carlo",
     "partition_onnx",
+    "read_weight_graph",
     "run_partitioned",
 ]

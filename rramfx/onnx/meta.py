@@ -9,7 +9,8 @@ Keys on nodes (``NodeProto.metadata_props``):
 - ``rramfx.op`` (JSON, on the layer's Conv/Gemm/MatMul): type, kernel, groups, channels, MACs per sample.
 - ``rramfx.drop_rate``, ``rramfx.fault_rate``, ``rramfx.weight_scale`` (1/(1-p')) and ``rramfx.crossbar``
   (JSON: rows x columns of one group's unrolled weight, groups, tile size, cells per weight, tile count:
-  the count of `rramfx.crossbar.tiling.Geometry.tiles_on`, as in the cost report), on RRAM layer ops.
+  the arrays of `rramfx.crossbar.mapping.map_layer`, as in the cost report; ``encoding`` when it is
+  not ``single``), on RRAM layer ops.
 - ``rramfx.role`` = ``fault`` on the nodes that apply fault codes to an RRAM weight.
 
 Model-level keys (``ModelProto.metadata_props``): ``rramfx.version``, ``rramfx.policy`` (JSON of
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from rramfx.crossbar.hardware import Hardware
+from rramfx.crossbar.mapping import map_layer
 from rramfx.crossbar.tiling import geometry, macs, weight_fan
 from rramfx.errors import OnnxError, OnnxFileError
 
@@ -116,9 +118,11 @@ def layer_info(layer: nn.Module, device: str, hardware: Hardware) -> dict[str, s
         info[DROP_RATE] = repr(float(getattr(layer, "drop_rate", 0.0)))
         info[FAULT_RATE] = repr(p)
         info[SCALE] = repr(1.0 / (1.0 - p))
-        info[CROSSBAR] = json.dumps({"rows": geo.rows, "cols": geo.cols, "groups": geo.groups,
-                                     "tile": list(hardware.tile), "cells_per_weight": hardware.cells_per_weight,
-                                     "tiles": geo.tiles_on(hardware)})
+        crossbar = {"rows": geo.rows, "cols": geo.cols, "groups": geo.groups, "tile": list(hardware.tile),
+                    "cells_per_weight": hardware.weight_cells, "tiles": map_layer(layer, hardware).arrays}
+        if hardware.encoding != "single":
+            crossbar["encoding"] = hardware.encoding
+        info[CROSSBAR] = json.dumps(crossbar)
     return info
 
 

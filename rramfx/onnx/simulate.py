@@ -4,6 +4,12 @@ Chip ``i`` of a run started from ``seed`` is drawn exactly as the PyTorch side d
 (``rramfx.inject_faults(gm, fault_model, seed=chip_seed(seed, i))``: the same per-layer random streams
 over the same module paths and weight shapes), so `ort_monte_carlo` and `rramfx.monte_carlo` evaluate
 the same chips and agree trial by trial, up to float ties in the arg-max.
+
+Two ways to run a chip (``method=``): ``"read_weights"`` (the default) computes the chip's read weights
+once, with the fault model's ``read_weight`` as PyTorch does, and opens a session with them as constant
+initializers (`rramfx.onnx.chip_sessions`), so onnxruntime fuses and pre-packs them like any weight;
+``"graph"`` runs the export's own fault nodes once per chip and feeds their output to the rest of the
+graph as inputs (the deployed graph's arithmetic, but weights onnxruntime cannot pre-pack).
 """
 
 from __future__ import annotations
@@ -21,15 +27,19 @@ import numpy as np
 import torch
 
 from rramfx.checks import trials_and_seed
-from rramfx.crossbar.faults import BaseFaultModel, chip_seed, draw_fault_set
+from rramfx.crossbar.faults import BaseFaultModel, FaultSet, chip_seed, draw_fault_set
 from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
+from rramfx.onnx.chip_sessions import ReadWeightGraph, read_weight_graph
 from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.plan import used_names
 from rramfx.statistics import ChipStatistics, chip_statistics
 
-__all__ = ["OrtMonteCarloResult", "ort_monte_carlo"]
+__all__ = ["METHODS", "OrtMonteCarloResult", "ort_monte_carlo"]
+
+#: The ways `ort_monte_carlo` runs a chip (see the module docstring).
+METHODS = ("read_weights", "graph")
 
 if TYPE_CHECKING:
     import onnx
@@ -132,24 +142,35 @@ def ort_monte_carlo(
     batch_size: int = 256,
     providers: Sequence[str] | None = None,
     progress: bool = True,
+    method: str = "read_weights",
+    threads: int | None = None,
 ) -> OrtMonteCarloResult:
     """Evaluate a ``faults="inputs"`` export on ``trials`` chips drawn from ``fault_model`` and ``seed``,
     in onnxruntime. ``data``: inputs (array/tensor), an (inputs, labels) pair, or an iterable of (x, y)
     batches. A graph exported with a static batch gets its last batch padded.
 
-    The graph is cut in two sessions: the nodes that read no data (fault codes → this chip's faulty,
-    scaled weights) run once per chip, the rest once per batch, so a chip costs one weight corruption
-    plus plain inference (as in `rramfx.monte_carlo`). The numbers are those of the whole graph."""
+    ``method="read_weights"`` (default): each chip's read weights are computed once (the fault model's
+    ``read_weight``, as `rramfx.monte_carlo` computes them) and a session is opened with them as
+    initializers, which onnxruntime optimises and pre-packs; a chip costs one draw, one session and
+    plain inference. ``method="graph"``: the graph is cut in two sessions, the nodes that read no data
+    (fault codes → this chip's faulty, scaled weights) run once per chip, the rest once per batch with
+    those weights as inputs. Both give the whole graph's numbers. ``threads``: onnxruntime intra-op
+    threads (None: its default)."""
     if not isinstance(fault_model, BaseFaultModel):
         raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
     trials_and_seed(trials, seed)
+    if method not in METHODS:
+        raise ArgumentError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ArgumentError(f"threads must be None or an int >= 1, got {threads!r}")
     model, fault_rate, code_names = _inputs_export(onnx_path, fault_model)
-    sessions = _open_sessions(model, code_names, providers, onnx_path)
-    batches = _batches(data, sessions.fixed or batch_size)
+    runner = (_ChipSessions(model, code_names, onnx_path, providers, threads) if method == "read_weights"
+              else _open_sessions(model, code_names, providers, onnx_path, threads))
+    batches = _batches(data, runner.fixed or batch_size)
     labelled = all(y is not None for _, y in batches)
     start = time.perf_counter()
     seeds = tuple(chip_seed(seed, i) for i in range(trials))
-    predictions = _predict_chips(sessions, batches, fault_model, seeds, progress)
+    predictions = _predict_chips(runner, batches, fault_model, seeds, progress)
     accuracies = None
     if labelled:
         labels = np.concatenate([y for _, y in batches])
@@ -158,47 +179,78 @@ def ort_monte_carlo(
                                fault_rate, predictions.shape[1], time.perf_counter() - start)
 
 
+def _single_input(model: onnx.ModelProto, code_names: dict[str, str], onnx_path: str | Path
+                  ) -> tuple[str, int | None, dict[str, list[Any]]]:
+    """The data input of a ``faults="inputs"`` graph, its static batch (None when dynamic) and the
+    shape of every graph input; a graph with more than one data input raises `OnnxError`."""
+    shapes = {i.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in i.type.tensor_type.shape.dim]
+              for i in model.graph.input}
+    data_names = [n for n in shapes if n not in set(code_names.values())]
+    if len(data_names) != 1:
+        raise OnnxError(f"ort_monte_carlo runs single-input models; '{onnx_path}' takes {data_names}")
+    batch_dim = shapes[data_names[0]][0]
+    return data_names[0], batch_dim if isinstance(batch_dim, int) else None, shapes
+
+
+class _ChipSessions:
+    """``method="read_weights"``: one session per chip on the `ReadWeightGraph` of the export."""
+
+    def __init__(self, model: onnx.ModelProto, code_names: dict[str, str], onnx_path: str | Path,
+                 providers: Sequence[str] | None, threads: int | None):
+        self.data_name, self.fixed, _ = _single_input(model, code_names, onnx_path)
+        self.graph: ReadWeightGraph = read_weight_graph(model)
+        self.layers = {p: SimpleNamespace(weight=torch.empty(w.shape, device="meta"))
+                       for p, w in self.graph.trained.items()}
+        self.providers, self.threads = providers, threads
+
+    def chip(self, faults: FaultSet) -> tuple[Any, dict[str, Any]]:
+        """The session and feed (without data) of one chip."""
+        return self.graph.session(self.graph.read_weights(faults), threads=self.threads, providers=self.providers), {}
+
+
 @dataclass(frozen=True)
 class _Sessions:
-    """The two onnxruntime sessions of a cut ``faults="inputs"`` graph (see `_split_by_chip`): ``chip``
-    turns fault codes into the names ``built`` (a chip's weights), ``data`` runs a batch of the input
-    ``data_name`` (``fixed``: the graph's static batch, None when dynamic). ``layers``: module path ->
-    a stand-in with the weight's shape, all that `draw_fault_set` reads of a layer."""
+    """``method="graph"``: the two onnxruntime sessions of a cut ``faults="inputs"`` graph (see
+    `_split_by_chip`): ``chip_session`` turns fault codes into the names ``built`` (a chip's weights),
+    ``data`` runs a batch of the input ``data_name`` (``fixed``: the graph's static batch, None when
+    dynamic). ``layers``: module path -> a stand-in with the weight's shape, all that `draw_fault_set`
+    reads of a layer."""
 
-    chip: Any
+    chip_session: Any
     data: Any
     built: list[str]
     data_name: str
     fixed: int | None
     layers: dict[str, SimpleNamespace]
 
+    def chip(self, faults: FaultSet) -> tuple[Any, dict[str, Any]]:
+        """The data session and the feed of this chip's weights."""
+        codes = onnx_fault_inputs(faults)
+        return self.data, dict(zip(self.built, self.chip_session.run(self.built, codes), strict=True))
+
 
 def _open_sessions(model: onnx.ModelProto, code_names: dict[str, str], providers: Sequence[str] | None,
-                   onnx_path: str | Path) -> _Sessions:
+                   onnx_path: str | Path, threads: int | None) -> _Sessions:
     """Cut ``model`` in its per-chip and per-batch parts and open a session on each."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads is not None:
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     providers = list(providers or ["CPUExecutionProvider"])
-    shapes = {i.name: [d.dim_value if d.HasField("dim_value") else d.dim_param for d in i.type.tensor_type.shape.dim]
-              for i in model.graph.input}
-    data_names = [n for n in shapes if n not in set(code_names.values())]
-    if len(data_names) != 1:
-        raise OnnxError(f"ort_monte_carlo runs single-input models; '{onnx_path}' takes {data_names}")
-    chip_model, data_model = _split_by_chip(model, data_names)
+    data_name, fixed, shapes = _single_input(model, code_names, onnx_path)
+    chip_model, data_model = _split_by_chip(model, [data_name])
     chip = ort.InferenceSession(chip_model.SerializeToString(), opts, providers=providers)
     data = ort.InferenceSession(data_model.SerializeToString(), opts, providers=providers)
-    batch_dim = shapes[data_names[0]][0]
     layers = {p: SimpleNamespace(weight=torch.empty(shapes[name], device="meta")) for p, name in code_names.items()}
-    return _Sessions(chip, data, [o.name for o in chip.get_outputs()], data_names[0],
-                     batch_dim if isinstance(batch_dim, int) else None, layers)
+    return _Sessions(chip, data, [o.name for o in chip.get_outputs()], data_name, fixed, layers)
 
 
-def _predict_chips(sessions: _Sessions, batches: list[tuple[np.ndarray, np.ndarray | None]],
+def _predict_chips(runner: Any, batches: list[tuple[np.ndarray, np.ndarray | None]],
                    fault_model: BaseFaultModel, seeds: tuple[int, ...], progress: bool) -> np.ndarray:
-    """Class predictions ``[chip, sample]``: chip ``i`` is ``draw_fault_set(..., seeds[i])``, its weights
-    built once by the chip session, then every batch run through the data session."""
+    """Class predictions ``[chip, sample]``: chip ``i`` is ``draw_fault_set(..., seeds[i])``, turned once
+    into a session and feed by ``runner.chip``, then every batch is run through that session."""
     samples = sum(len(x) for x, _ in batches)
     predictions = np.empty((len(seeds), samples), dtype=np.int64)
     chips: Iterable[int] = range(len(seeds))
@@ -207,9 +259,8 @@ def _predict_chips(sessions: _Sessions, batches: list[tuple[np.ndarray, np.ndarr
 
         chips = tqdm(chips, desc="chips (onnxruntime)", unit="chip", leave=False, disable=None)
     for i in chips:
-        codes = onnx_fault_inputs(draw_fault_set(sessions.layers, fault_model, seeds[i]))
-        feed = dict(zip(sessions.built, sessions.chip.run(sessions.built, codes), strict=True))
-        _predict(sessions.data, feed, sessions.data_name, batches, sessions.fixed, predictions[i])
+        session, feed = runner.chip(draw_fault_set(runner.layers, fault_model, seeds[i]))
+        _predict(session, feed, runner.data_name, batches, runner.fixed, predictions[i])
     return predictions
 
 

@@ -26,6 +26,7 @@ from rramfx.data.batches import check_batch_fits, loader_classes, split_batch
 from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
 from rramfx.graph.modules import module_device
+from rramfx.training.distributed import init_distributed
 from rramfx.training.fastpath import CompiledForward, autocast_dtype, check_speed_options, memory_format
 
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -147,7 +148,10 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
                  val_loader: Iterable[Any] | None = None, checkpoint: str | Path | None = None,
                  resume: bool = True, progress: bool = True) -> list[dict[str, float]]:
     """`train` with its settings as one `TrainOptions`: the optimiser and schedule are built, the
-    checkpoint (if any) is resumed, then each epoch is trained, validated and checkpointed in turn."""
+    checkpoint (if any) is resumed, then each epoch is trained, validated and checkpointed in turn.
+    Under torchrun, one training on all ranks (`rramfx.training.distributed`)."""
+    ranks = init_distributed(module_device(gm))
+    train_loader = ranks.shard(train_loader)
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None
     if not steps:
         raise ArgumentError("train_loader must have a length (number of batches per epoch) of at least 1")
@@ -155,7 +159,7 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
     if first is None:
         raise ArgumentError("train_loader yielded no batches")
     check_batch_fits(gm, first, classes=loader_classes(train_loader), where="train_loader")
-    run = _Run(gm, options, steps, module_device(gm), progress)
+    run = _Run(gm, options, steps, module_device(gm), progress and ranks.main, ranks.wrap(gm))
     history: list[dict[str, float]] = []
     start_epoch = 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
@@ -167,15 +171,16 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
         gm.to(memory_format=torch.channels_last)
     try:
         for epoch in range(start_epoch, options.epochs):
+            ranks.seed_epoch(options.seed, epoch)
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(epoch)
-            record = run.epoch(train_loader, epoch)
+            record = ranks.end_epoch(gm, run.epoch(train_loader, epoch))
             if val_loader is not None:
                 record["val_accuracy"] = evaluate(gm, val_loader)
             history.append(record)
             if ckpt_path is not None:
-                _save_checkpoint(ckpt_path, run, epoch + 1, history)
-            if progress:
+                ranks.on_main(_save_checkpoint, ckpt_path, run, epoch + 1, history)
+            if progress and ranks.main:
                 print(epoch_line(record, options.epochs), flush=True)
     finally:
         if options.channels_last:  # the model is handed back laid out as it came
@@ -185,12 +190,15 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
 
 
 class _Run:
-    """One training run's model, optimiser and schedule, and how it trains one epoch."""
+    """One training run's model, optimiser and schedule, and how it trains one epoch (through ``net``,
+    the model's DistributedDataParallel wrapper under torchrun)."""
 
-    def __init__(self, gm: nn.Module, options: TrainOptions, steps: int, device: torch.device, progress: bool):
+    def __init__(self, gm: nn.Module, options: TrainOptions, steps: int, device: torch.device, progress: bool,
+                 net: nn.Module | None = None):
         self.gm, self.options, self.steps, self.device, self.progress = gm, options, steps, device, progress
+        self.net = gm if net is None else net
         self.autocast = autocast_dtype(options.precision, options.amp, device)
-        self.compiled = CompiledForward(gm) if options.compile else None
+        self.compiled = CompiledForward(self.net) if options.compile else None
         self._compile_before = 0.0
         decay = [p for p in gm.parameters() if p.requires_grad and p.dim() > 1]
         no_decay = [p for p in gm.parameters() if p.requires_grad and p.dim() <= 1]
@@ -262,7 +270,7 @@ class _Run:
             return loss, logits
 
         if self.compiled is None:
-            loss, logits = run(self.gm)
+            loss, logits = run(self.net)
         else:
             loss, logits = self.compiled.step(x, run, lambda: self.opt.zero_grad(set_to_none=True))
         return loss, (logits.detach().argmax(1) == y).sum(), int(y.shape[0])
