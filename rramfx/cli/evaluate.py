@@ -30,6 +30,7 @@ from rramfx.experiment.cells import Chips, Recalibration, evaluate_cell
 from rramfx.graph.record import rramfx_meta
 from rramfx.models.weights import read_weights
 from rramfx.preparation import prepare
+from rramfx.tables import table_lines
 from rramfx.training.saved import load_prepared
 
 __all__ = ["register", "run"]
@@ -131,12 +132,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{record['model']} from {source}, drop rate {record['policy'].get('drop_rate', 0):g}, "
           f"{results[0].samples:,} {dataset} test images, {args.trials} chips per fault rate"
           + (", BN recalibrated" if args.recalibrate else ""))
-    print(f"{'fault rate':>10}  {'mean %':>7}  {'std':>5}  {'min %':>6}  {'max %':>6}  {'95% CI of mean':>15}  "
-          f"{'s':>6}")
-    for rate, res in zip(args.fault_rates, results, strict=True):
-        ci = f"{100 * res.ci95[0]:.2f}–{100 * res.ci95[1]:.2f}"
-        print(f"{rate:10g}  {100 * res.mean:7.2f}  {100 * res.std:5.2f}  {100 * res.min:6.2f}  {100 * res.max:6.2f}  "
-              f"{ci:>15}  {res.seconds:6.1f}")
+    rows = [[f"{rate:g}", f"{100 * res.mean:.2f}", f"{100 * res.std:.2f}", f"{100 * res.min:.2f}",
+             f"{100 * res.max:.2f}", f"{100 * res.ci95[0]:.2f}–{100 * res.ci95[1]:.2f}", f"{res.seconds:.1f}"]
+            for rate, res in zip(args.fault_rates, results, strict=True)]
+    print("\n".join(table_lines(["fault rate", "mean %", "std", "min %", "max %", "95% CI of mean", "s"], rows,
+                                ">" * 7)))
     return 0
 
 
