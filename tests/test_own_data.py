@@ -240,3 +240,32 @@ def test_report_accepts_results_json_and_version(tmp_path, capsys):
     from rramfx.version import __version__
 
     assert capsys.readouterr().out.strip() == f"rramfx {__version__}"
+
+
+def test_cli_defaults_agree_with_the_api_and_help_states_them():
+    """`rramfx sweep`'s defaults are SweepConfig's, `rramfx evaluate`'s --recal-batches and --trials are
+    the sweep's, and each help text names the default it has."""
+    from dataclasses import MISSING, fields
+
+    from rramfx.cli import build_parser
+    from rramfx.experiment.config import SweepConfig
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    flags = {p: {a.dest: a for a in sub[p]._actions} for p in ("sweep", "evaluate")}
+    checked = 0
+    for f in fields(SweepConfig):
+        action = flags["sweep"].get(f.name)
+        if action is None or f.default is MISSING or isinstance(action.const, bool):
+            continue
+        if f.name in ("model", "dataset"):  # the CLI asks for them (or a config file), as it should
+            assert action.default is None
+            continue
+        assert action.default == f.default, f.name
+        checked += 1
+    assert checked >= 10
+    assert flags["sweep"]["seeds"].default == SweepConfig.seeds == (0,)
+    assert "default 0," in flags["sweep"]["seeds"].help
+    for name in ("recal_batches", "trials"):
+        assert flags["evaluate"][name].default == flags["sweep"][name].default == getattr(SweepConfig, name)
+    assert "default: the whole training set" in flags["evaluate"]["recal_batches"].help
+    assert "default: all" in flags["sweep"]["recal_batches"].help
