@@ -269,3 +269,22 @@ def test_cli_defaults_agree_with_the_api_and_help_states_them():
         assert flags["evaluate"][name].default == flags["sweep"][name].default == getattr(SweepConfig, name)
     assert "default: the whole training set" in flags["evaluate"]["recal_batches"].help
     assert "default: all" in flags["sweep"]["recal_batches"].help
+
+
+def test_docs_refer_only_to_files_in_the_project():
+    """README and docs/: no path out of the checkout, every markdown link to a file resolves, and the
+    own-data page covers the folder, the Dataset and the onnxruntime feed."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        assert "../" not in text and "DESIGN.md" not in text and "/work/" not in text, doc.name
+        for link in re.findall(r"\]\(((?!https?:)[^)#\s]+)", text):
+            assert (doc.parent / link).exists(), (doc.name, link)
+    page = (root / "docs" / "own-data.md").read_text(encoding="utf-8")
+    for needed in ("--dataset imagefolder:", "class Squares(Dataset)", "cross_entropy(gm(x), y).backward()", "onnxruntime", "rramfx.class_names",
+                   "rramfx.preprocessing", "--weights"):
+        assert needed in page, needed
