@@ -285,6 +285,6 @@ def test_docs_refer_only_to_files_in_the_project():
         for link in re.findall(r"\]\(((?!https?:)[^)#\s]+)", text):
             assert (doc.parent / link).exists(), (doc.name, link)
     page = (root / "docs" / "own-data.md").read_text(encoding="utf-8")
-    for needed in ("--dataset imagefolder:", "class Squares(Dataset)", "cross_entropy(gm(x), y).backward()", "onnxruntime", "rramfx.class_names",
-                   "rramfx.preprocessing", "--weights"):
+    for needed in ("--dataset imagefolder:", "class Squares(Dataset)", "cross_entropy(gm(x), y).backward()",
+                   "onnxruntime", "rramfx.class_names", "rramfx.preprocessing", "--weights"):
         assert needed in page, needed
