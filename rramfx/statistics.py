@@ -14,9 +14,11 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from rramfx.errors import ArgumentError
 
-__all__ = ["ChipStatistics", "chip_statistics", "percentile", "t_quantile_975"]
+__all__ = ["ChipStatistics", "chip_statistics", "t_quantile_975"]
 
 #: Two-sided 95% quantiles of Student's t distribution for 1..30 degrees of freedom.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -32,16 +34,6 @@ def t_quantile_975(df: int) -> float:
         return _T975[df - 1]
     z = 1.959964
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of ``values`` by linear interpolation (NumPy's default method),
-    without NumPy, so that the statistics need nothing beyond the standard library."""
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 @dataclass(frozen=True)
@@ -71,4 +63,4 @@ def chip_statistics(accuracies: Sequence[float]) -> ChipStatistics:
     std = statistics.stdev(acc) if len(acc) > 1 else 0.0
     half = t_quantile_975(len(acc) - 1) * std / math.sqrt(len(acc)) if len(acc) > 1 else 0.0
     return ChipStatistics(mean, std, min(acc), max(acc), (mean - half, mean + half),
-                          (percentile(acc, 2.5), percentile(acc, 97.5)))
+                          tuple(float(v) for v in np.percentile(acc, (2.5, 97.5))))

@@ -74,7 +74,7 @@ def test_cli_train_is_the_sweeps_training(swept, tmp_path, capsys):
     cli_gm, cli_record = rramfx.load_prepared(model)
     _same_weights(cli_gm.state_dict(), sweep_gm.state_dict())
     accuracy = cli_record["info"]["clean_accuracy"]
-    assert accuracy == sweep_record["info"]["clean_accuracy"] and cli_record["info"]["dataset"] == "synthetic"
+    assert accuracy == sweep_record["info"]["clean_accuracy"] and cli_record["data"]["dataset"] == "synthetic"
     assert cli_record["policy"] == sweep_record["policy"] and cli_record["model_kwargs"] == {"num_classes": 4,
                                                                                               "in_chans": 1}
     assert f"fault-free test accuracy: {100 * accuracy:.2f}% on 512 images" in capsys.readouterr().out

@@ -101,7 +101,7 @@ def test_cifar10_missing_and_present(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (6, 3072), dtype=np.uint8)
     with open(base / "test_batch", "wb") as f:
-        pickle.dump({b"data": data, b"labels": [0, 1, 2, 3, 4, 5]}, f)
+        pickle.dump({"data": data, "labels": [0, 1, 2, 3, 4, 5]}, f)  # as torchvision reads the real files
     test = load_cifar10("test", tmp_path)
     assert test.images.shape == (6, 3, 32, 32) and test.labels.tolist() == [0, 1, 2, 3, 4, 5]
     assert torch.equal(test.images[1, 2].flatten(), torch.from_numpy(data[1, 2048:]))  # channel-major rows

@@ -94,7 +94,7 @@ def test_export_a_trained_model_file(tmp_path, capsys):
     weight = next(i for i in model.graph.initializer if i.name == "stem.weight")
     assert np.array_equal(onnx.numpy_helper.to_array(weight), gm.get_submodule("stem").weight.detach().numpy())
     assert main(["export", "--trained", str(tmp_path / "m.pt"), "--model", SPEC, "--out", str(out)]) == 2
-    assert "--trained takes the model and its policy from the file" in capsys.readouterr().err
+    assert "--trained takes the model, its weights and its policy from the file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -148,7 +148,7 @@ def test_cli_passes_the_speed_options_through(tmp_path, monkeypatch, capsys):
             "--test-subset", "32", "--epochs", "1", "--out", str(tmp_path / "m.pt"), "--quiet", "--device", "cpu"]
     assert main([*args, "--compile", "--channels-last", "--precision", "bf16"]) == 0
     assert [(o.compile, o.channels_last, o.precision) for o in seen] == [(True, True, "bf16")]
-    assert main(args) == 0
+    assert main([*args, "--overwrite"]) == 0  # an existing OUT is skipped without it
     assert (seen[1].compile, seen[1].channels_last, seen[1].precision) == (False, False, None)
 
 

@@ -8,6 +8,7 @@ import importlib
 import sys
 
 from rramfx.errors import RramfxError
+from rramfx.version import __version__
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the full traceback instead of the one-line message")
+    parser.add_argument("--version", action="version", version=f"rramfx {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
@@ -39,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split())  # one line, whatever the message held
         print(f"rramfx {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        again = " (train and sweep go on from their last checkpoint)" if args.command in ("train", "sweep") else ""
+        print(f"\nrramfx {args.command}: interrupted; run the same command again to resume{again}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,8 +12,21 @@ from rramfx.data.registry import DATASETS
 from rramfx.engines import ENGINES
 from rramfx.errors import ArgumentError
 
-__all__ = ["add_data_args", "add_device_arg", "add_engine_args", "engine_options", "int_list", "rate_list",
-           "resolve_device"]
+__all__ = ["add_data_args", "add_device_arg", "add_engine_args", "dataset_name", "engine_options", "int_list",
+           "rate_list", "resolve_device"]
+
+#: The ``--dataset`` help: the names rramfx reads, and the user's own images.
+DATASET_HELP = (f"{', '.join(DATASETS)}, or imagefolder:ROOT for your own images (ROOT/train/<class>/... and "
+                "ROOT/val/<class>/... or ROOT/test/<class>/..., torchvision's ImageFolder layout)")
+
+
+def dataset_name(text: str) -> str:
+    """``--dataset``: one of `DATASETS` or ``imagefolder:ROOT``; argparse reports anything else."""
+    key = text.lower().replace("_", "-")
+    known = {"fashion-mnist", "fashionmnist", "fmnist", "mnist", "cifar10", "cifar-10", "synthetic"}
+    if key in known or (key.startswith("imagefolder:") and len(text) > len("imagefolder:")):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown dataset {text!r}: choose {DATASET_HELP}")
 
 
 def rate_list(text: str) -> tuple[float, ...]:
@@ -38,10 +51,11 @@ def _comma_list(text: str, cast: Callable[[str], Any], kind: str) -> tuple[Any, 
 
 def add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     """Add the dataset options (name, folder, image size, subsets, batch size) ``train`` and ``sweep`` share."""
-    p.add_argument("--dataset", required=required, choices=DATASETS, metavar="NAME",
-                   help=f"dataset: {', '.join(DATASETS)}")
+    p.add_argument("--dataset", required=required, type=dataset_name, metavar="NAME", help=f"dataset: {DATASET_HELP}")
     p.add_argument("--data-dir", help="dataset directory (default: Debian's location for fashion-mnist, ./data else)")
-    p.add_argument("--image-size", type=int, help="pad/resize images to this side length (default: as stored)")
+    p.add_argument("--image-size", type=int,
+                   help="pad/resize images to this side length (default: as stored; an ImageFolder whose images "
+                        "differ in size: their most common size)")
     p.add_argument("--train-subset", type=int, help="use this many training images (seeded choice)")
     p.add_argument("--test-subset", type=int, help="evaluate on this many test images (seeded choice)")
     p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")

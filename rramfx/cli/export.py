@@ -25,14 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             action.required = False
     p.add_argument("--trained", metavar="PATH",
                    help="a trained model file (rramfx.save_prepared / `rramfx train`) instead of --model; "
-                        "--fault-rate then sets the deployment p'")
+                        "--fault-rate then sets the deployment p'. Its input shape, normalisation and class names "
+                        "go into the ONNX metadata (rramfx.preprocessing, rramfx.class_names)")
     p.add_argument("--out", required=True, help="ONNX file to write")
     p.add_argument("--faults", default="none", metavar="inputs|none|SEED",
                    help="'none': clean deployment graph (default); 'inputs': fault codes are graph inputs "
                         "(for ort_monte_carlo); an integer SEED: bake in the chip drawn with that seed")
     p.add_argument("--sa1", type=float, help="SA1 rate of the fault model (default: the policy's fault_rate)")
     p.add_argument("--sa0", type=float, default=0.0, help="SA0 rate of the fault model (default 0)")
-    p.add_argument("--input-size", help="C,H,W of one example input (default: IN_CHANS,32,32)")
+    p.add_argument("--input-size",
+                   help="C,H,W of one input (default: a --trained model's input shape, else IN_CHANS,32,32)")
     add_hardware_args(p, performance=False)
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument("--no-prescale", action="store_true",
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _input_size(args: argparse.Namespace) -> tuple[int, ...]:
     if args.input_size is None:
-        return (args.in_chans, 32, 32)
+        return tuple(args.trained_shape) if getattr(args, "trained_shape", None) else (args.in_chans or 3, 32, 32)
     try:
         size = tuple(int(v) for v in args.input_size.split(","))
     except ValueError:
@@ -62,12 +64,17 @@ def _prepared(args: argparse.Namespace):
         if args.model is None:
             raise ArgumentError("give --model SPEC (timm:NAME, tv:NAME, pkg.module:factory) or --trained PATH")
         return prepare(model_from_args(args).eval(), policy_from_args(args)).eval()
-    if args.model is not None or args.policy is not None or args.drop_rate is not None:
-        raise ArgumentError("--trained takes the model and its policy from the file; drop --model/--policy/--drop-rate")
+    if any(v is not None for v in (args.model, args.policy, args.drop_rate, args.weights, args.pretrained)):
+        raise ArgumentError("--trained takes the model, its weights and its policy from the file; drop "
+                            "--model/--weights/--pretrained/--policy/--drop-rate")
     from rramfx.training.saved import load_prepared
 
     gm, record = load_prepared(args.trained)
-    args.in_chans = int(record.get("model_kwargs", {}).get("in_chans", args.in_chans))
+    args.in_chans = int(record.get("model_kwargs", {}).get("in_chans", args.in_chans or 3))
+    args.trained_shape = record.get("input_shape")
+    data = record.get("data") or {}
+    args.class_names = data.get("class_names")
+    args.preprocessing = {k: data[k] for k in ("mean", "std") if data.get(k) is not None}
     if args.fault_rate is not None:  # the deployment p' may differ from the training policy's
         if crossbar_layers(gm):
             set_fault_rate(gm, args.fault_rate)
@@ -103,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             faults = None if mode == "none" else "inputs"
         path = export_onnx(gm, example, args.out, faults=faults, opset=args.opset, fault_model=fault_model,
-                           hardware=hardware, prescale=not args.no_prescale)
+                           hardware=hardware, prescale=not args.no_prescale,
+                           class_names=getattr(args, "class_names", None),
+                           preprocessing=getattr(args, "preprocessing", None))
     layers = crossbar_layers(gm)
     print(f"wrote {path}: {len(layers)} RRAM layers, fault mode "
           f"{'baked (seed ' + mode + ')' if mode.isdigit() else mode}, input {'x'.join(map(str, size))}")

@@ -16,7 +16,7 @@ __all__ = ["register", "run"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="prepare a model and print its placement summary",
                        description="Trace a model, place its layers on RRAM or CPU, and print the table.")
-    add_model_args(p)
+    add_model_args(p, weights=False)
     add_policy_args(p)
     p.add_argument("--json", action="store_true", help="print the placement as JSON instead of a table")
     p.set_defaults(run=run)

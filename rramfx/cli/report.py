@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from rramfx.experiment.report import write_report
+from rramfx.experiment.report import RESULTS_FILE, write_report
 
 __all__ = ["register", "run"]
 
@@ -16,13 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read OUT/results.json (written by `rramfx sweep`) and write results.csv, summary.csv, "
                     "results.md, heatmap.png and best_drop_rate.png beside it; print the markdown table.",
     )
-    p.add_argument("out", help="a sweep output folder")
+    p.add_argument("out", help="a sweep output folder (or its results.json)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Re-render a sweep folder's tables and plots and print the markdown table."""
-    paths = write_report(args.out)
+    out = Path(args.out)
+    paths = write_report(out.parent if out.is_file() and out.name == RESULTS_FILE else out)
     print(paths["markdown"].read_text(encoding="utf-8"))
     for name, path in paths.items():
         if name != "markdown":

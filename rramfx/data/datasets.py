@@ -21,6 +21,7 @@ horizontal flip where the dataset allows it) to whole batches at once, on the lo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -65,6 +66,13 @@ class ImageData:
     def image_size(self) -> tuple[int, int]:
         """Height and width of the stored images."""
         return int(self.images.shape[2]), int(self.images.shape[3])
+
+    def describe(self) -> dict[str, Any]:
+        """What a model trained on this data must know to be fed it again (plain JSON data): the
+        ``dataset`` name, ``in_chans``, normalisation ``mean``/``std`` and
+        ``class_names``, as a saved model and an exported ONNX file record them."""
+        return {"dataset": self.name, "in_chans": self.in_chans, "mean": list(self.mean), "std": list(self.std),
+                "class_names": list(self.classes) or [str(i) for i in range(self.num_classes)]}
 
     def subset(self, n: int | None, seed: int = 0) -> ImageData:
         """``n`` images drawn without replacement from a seeded permutation (all of them for None)."""

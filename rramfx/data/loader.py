@@ -178,8 +178,8 @@ def make_loaders(
 ) -> tuple[ImageLoader, ImageLoader]:
     """Training and test loaders for dataset ``name``: the training one shuffled and augmented, the
     test one in file order. Subsets are seeded, so every run of an experiment sees the same images."""
-    train = load_dataset(name, "train", root).subset(train_subset, seed=seed)
-    test = load_dataset(name, "test", root).subset(test_subset, seed=seed + 1)
+    train = load_dataset(name, "train", root, image_size=image_size).subset(train_subset, seed=seed)
+    test = load_dataset(name, "test", root, image_size=image_size).subset(test_subset, seed=seed + 1)
     common = {"image_size": image_size, "in_chans": in_chans, "device": device}
     return (
         ImageLoader(train, batch_size, shuffle=True, augment=augment, drop_last=len(train) > batch_size, seed=seed,

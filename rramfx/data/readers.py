@@ -1,4 +1,5 @@
-"""Dataset files on disk: the idx format of (Fashion-)MNIST and CIFAR-10's pickled batches.
+"""Dataset files on disk: the idx format of (Fashion-)MNIST, and CIFAR-10's pickled batches (read by
+torchvision's `CIFAR10`).
 
 Nothing is ever downloaded: a missing dataset raises `DataError` saying where the files are expected
 and how to get them. Decoded arrays are cached per process, so several loaders of one dataset read
@@ -115,30 +116,44 @@ def load_mnist(split: str = "train", root: str | Path | None = None) -> ImageDat
     return ImageData("mnist", images, labels, 10, (0.1307,), (0.3081,), tuple(str(d) for d in range(10)), flip=False)
 
 
+def _cifar_reader() -> type:
+    """torchvision's `CIFAR10` reading only the asked split's batch files: its whole-archive md5 check
+    (all six files, also for the test split) is replaced by rramfx's own check of the split's files,
+    and the class names come from rramfx when ``batches.meta`` is absent."""
+    from torchvision.datasets import CIFAR10
+
+    class _Cifar10(CIFAR10):
+        def _check_integrity(self) -> bool:
+            files = self.train_list if self.train else self.test_list
+            return all((Path(self.root) / self.base_folder / name).is_file() for name, _ in files)
+
+        def _load_meta(self) -> None:
+            self.classes = list(CIFAR10_CLASSES)
+
+    return _Cifar10
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cifar_batches(root: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     base = Path(root)
-    if not (base / "test_batch").is_file() and (base / "cifar-10-batches-py").is_dir():
-        base = base / "cifar-10-batches-py"
+    if base.name == "cifar-10-batches-py" and not (base / "cifar-10-batches-py").is_dir():
+        base = base.parent  # DIR/cifar-10-batches-py itself was given
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    missing = [n for n in names if not (base / n).is_file()]
+    folder = base / "cifar-10-batches-py"
+    missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise DataError(
-            f"CIFAR-10 {split} split not found: '{Path(root) / 'cifar-10-batches-py'}' lacks {', '.join(missing)}. "
+            f"CIFAR-10 {split} split not found: '{folder}' lacks {', '.join(missing)}. "
             "rramfx never downloads data: extract cifar-10-python.tar.gz (the CIFAR-10 'python version') so "
             "that DIR/cifar-10-batches-py/ holds data_batch_1..5 and test_batch (torchvision's layout), then "
             "pass DIR with --data-dir / root=."
         )
-    images, labels = [], []
-    for n in names:
-        try:
-            with open(base / n, "rb") as f:
-                entry = pickle.load(f, encoding="bytes")
-            images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(entry[b"labels"], dtype=np.int64))
-        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
-            raise DataFileError(f"'{base / n}' is not a readable CIFAR-10 batch file: {e}") from e
-    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+    try:
+        ds = _cifar_reader()(str(base), train=split == "train", download=False)
+    except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError, RuntimeError) as e:
+        raise DataFileError(f"'{folder}' does not hold readable CIFAR-10 batch files: {e}") from e
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    return images, torch.tensor(ds.targets, dtype=torch.long)
 
 
 def load_cifar10(split: str = "train", root: str | Path | None = None) -> ImageData:

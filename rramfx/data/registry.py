@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from rramfx.data.datasets import ImageData, check_split
+from rramfx.data.imagefolder import imagefolder_root, load_imagefolder
 from rramfx.data.readers import load_cifar10, load_fashion_mnist, load_mnist
 from rramfx.errors import DataError
 
 __all__ = ["DATASETS", "load_dataset", "synthetic"]
 
-#: Names `load_dataset` and `make_loaders` accept.
+#: Names `load_dataset` and `make_loaders` accept, besides ``imagefolder:ROOT`` (the user's own images).
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "synthetic")
 
 
@@ -37,8 +38,14 @@ def synthetic(n: int = 512, num_classes: int = 4, in_chans: int = 1, size: int =
                      tuple(f"class{i}" for i in range(num_classes)), flip=False)
 
 
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None) -> ImageData:
-    """Load a dataset by name (`DATASETS`). ``synthetic`` ignores ``root`` and uses its defaults."""
+def load_dataset(name: str, split: str = "train", root: str | Path | None = None, *,
+                 image_size: int | None = None) -> ImageData:
+    """Load a dataset by name (`DATASETS`, or ``imagefolder:ROOT`` for a folder of the user's images,
+    `rramfx.data.imagefolder`). ``synthetic`` ignores ``root`` and uses its defaults. ``image_size``
+    resizes an ImageFolder's images when they are read (the loaders pad or resize the others)."""
+    folder = imagefolder_root(name)
+    if folder is not None:
+        return load_imagefolder(folder, split, image_size)
     key = name.lower().replace("_", "-")
     if key in ("fashion-mnist", "fashionmnist", "fmnist"):
         return load_fashion_mnist(split, root)
@@ -48,4 +55,5 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
         return load_cifar10(split, root)
     if key == "synthetic":
         return synthetic(n=2048 if split == "train" else 512, split=split)
-    raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
+    raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}, or imagefolder:ROOT for "
+                    "a folder of your own images (ROOT/train/<class>/..., ROOT/val/<class>/...)")

@@ -30,6 +30,7 @@ from rramfx.checks import trials_and_seed, unit_rate
 from rramfx.crossbar.chip import apply_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet, chip_seed, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
+from rramfx.data.batches import check_batch_fits, loader_classes, split_batch
 from rramfx.errors import ArgumentError, ArgumentTypeError, NotPreparedError
 from rramfx.graph.modules import eval_mode, module_device
 from rramfx.statistics import chip_statistics, t_quantile_975
@@ -94,16 +95,15 @@ class MonteCarloResult:
 # ---- plain evaluation ----------------------------------------------------------------------------
 
 
-def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise ArgumentTypeError(f"loader must yield (inputs, labels) pairs, got {type(batch).__name__}")
-
-
-def _count_correct(model: nn.Module, batches: Iterable[Any], device: torch.device) -> tuple[torch.Tensor, int]:
+def _count_correct(model: nn.Module, batches: Iterable[Any], device: torch.device,
+                   check: bool = False) -> tuple[torch.Tensor, int]:
+    """Correct answers and samples over ``batches``; ``check``: `check_batch_fits` on the first batch."""
     correct = torch.zeros((), dtype=torch.long, device=device)
     total = 0
     for batch in batches:
+        if check:
+            check_batch_fits(model, batch, classes=loader_classes(batches), where="loader")
+            check = False
         x, y = split_batch(batch)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         correct += (model(x).argmax(1) == y).sum()
@@ -119,7 +119,7 @@ def evaluate(model: nn.Module, loader: Iterable[Any]) -> float:
     accuracy. Every submodule's train/eval flag is restored afterwards.
     """
     with eval_mode(model):
-        correct, total = _count_correct(model, loader, module_device(model))
+        correct, total = _count_correct(model, loader, module_device(model), check=True)
     if total == 0:
         raise ArgumentError("loader yielded no samples")
     return correct.item() / total
@@ -133,6 +133,7 @@ class BatchCache:
 
     def __init__(self, loader: Iterable[Any], device: torch.device, limit: int):
         self.loader, self.device, self.limit = loader, device, limit
+        self.dataset = getattr(loader, "dataset", None)
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -184,7 +185,7 @@ def monte_carlo(
     *,
     fault_rate: float | None = None,
     cache_bytes: int = 2 << 30,
-    progress: bool = False,
+    progress: bool = True,
     first: int = 0,
 ) -> MonteCarloResult:
     """Evaluate a prepared model on ``trials`` simulated chips drawn from ``fault_model`` and ``seed``.
@@ -220,7 +221,7 @@ def monte_carlo(
                 for m in layers.values():
                     m.fault_codes, m.fault_model = None, None
                 with torch.no_grad():
-                    correct, total = _count_correct(gm, loader, device)
+                    correct, total = _count_correct(gm, loader, device, check=True)
                 accuracies = [correct.item() / max(total, 1)] * trials
             else:
                 accuracies, total = _run_chips(gm, layers, loader, fault_model, range(first, first + trials), seed,
@@ -264,7 +265,7 @@ def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Ite
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(chips), desc="chips", unit="chip", leave=False)
+        bar = tqdm(total=len(chips), desc="chips", unit="chip", leave=False, disable=None)
 
     def draw(i: int) -> FaultSet:
         return draw_fault_set(layers, fault_model, chip_seed(seed, i))
@@ -281,7 +282,7 @@ def _run_chips(gm: fx.GraphModule, layers: dict[str, CrossbarLayer], loader: Ite
             with torch.no_grad():
                 swapped = _baked(layers)
                 try:
-                    correct, total = _count_correct(gm, batches, device)
+                    correct, total = _count_correct(gm, batches, device, check=i == 0)
                 finally:
                     _unbake(swapped)
             accuracies.append(correct.item() / max(total, 1))

@@ -44,7 +44,8 @@ def chip_blocks(first: int, trials: int, blocks: int) -> list[range]:
 def chip_block(gm: fx.GraphModule, batches: list[Any], fault_model: BaseFaultModel, chips: range, seed: int,
                fault_rate: float | None) -> MonteCarloResult:
     """One task: `monte_carlo` on the chips of ``chips`` (run in a worker on its own copy of ``gm``)."""
-    return monte_carlo(gm, batches, fault_model, len(chips), seed, fault_rate=fault_rate, first=chips.start)
+    return monte_carlo(gm, batches, fault_model, len(chips), seed, fault_rate=fault_rate, first=chips.start,
+                       progress=False)
 
 
 def parallel_monte_carlo(
@@ -59,7 +60,7 @@ def parallel_monte_carlo(
     fault_rate: float | None = None,
     first: int = 0,
     engine: Engine | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> MonteCarloResult:
     """`monte_carlo` of ``gm`` on chips ``first`` .. ``first + trials - 1``, split into ``workers``
     contiguous blocks evaluated in parallel; the same `MonteCarloResult` (``seconds`` is the wall time).
@@ -109,4 +110,4 @@ def parallel_monte_carlo(
 def _bar(trials: int) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=trials, desc="chips", unit="chip", leave=False)
+    return tqdm(total=trials, desc="chips", unit="chip", leave=False, disable=None)

@@ -10,9 +10,9 @@ cumulative (equal-weight) average over the batches, so the result does not depen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from itertools import chain, islice
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torch import fx, nn
 from rramfx.checks import unit_rate
 from rramfx.crossbar.chip import crossbar_layers
 from rramfx.crossbar.layers import CrossbarLayer
+from rramfx.data.batches import check_batch_fits, loader_classes, split_batch
 from rramfx.errors import ArgumentError, FaultError, NotPreparedError
 from rramfx.graph.modules import module_device
 
@@ -40,7 +41,7 @@ def recalibrate_bn(
     *,
     seed: int = 0,
     scale: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> fx.GraphModule:
     """Re-estimate ``gm``'s BatchNorm statistics for the expected fault rate ``fault_rate`` (p').
 
@@ -59,9 +60,8 @@ def recalibrate_bn(
     """
     fault_rate, layers = _check_args(gm, fault_rate, batches)
     norms = batchnorm_layers(gm)
-    with _recalibrating(gm, layers, norms, fault_rate, scale):
-        seen = _pass_batches(gm, loader, batches, seed, module_device(gm), f"BN recalibration p'={fault_rate:g}",
-                             progress)
+    seen = _pass_batches(gm, loader, batches, seed, module_device(gm), f"BN recalibration p'={fault_rate:g}",
+                         progress, lambda: _recalibrating(gm, layers, norms, fault_rate, scale))
     if norms and seen == 0:
         raise ArgumentError("recalibrate_bn: loader yielded no batches")
     for m in layers.values():
@@ -119,23 +119,30 @@ def _recalibrating(gm: nn.Module, layers: dict[str, CrossbarLayer], norms: dict[
 
 
 def _pass_batches(gm: nn.Module, loader: Iterable[Any], batches: int | None, seed: int, device: torch.device,
-                  desc: str, progress: bool) -> int:
-    """Run ``batches`` batches of ``loader`` (all for None) through ``gm`` with torch's generator
-    seeded from ``seed`` inside a forked random state; returns how many batches ran."""
+                  desc: str, progress: bool, state: Callable[[], AbstractContextManager[None]]) -> int:
+    """Run ``batches`` batches of ``loader`` (all for None) through ``gm`` in the context ``state()``,
+    with torch's generator seeded from ``seed`` inside a forked random state; returns how many batches
+    ran. The first batch is checked against ``gm`` (`check_batch_fits`) before ``state`` is entered."""
     devices = [device.index or 0] if device.type == "cuda" else []
     seen = 0
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        it = loader if batches is None else islice(loader, batches)
+        it = iter(loader if batches is None else islice(loader, batches))
+        first = next(it, None)
+        if first is None:
+            return 0
+        check_batch_fits(gm, first, classes=loader_classes(loader), where="loader")
+        it = chain([first], it)
         if progress:
             from tqdm.auto import tqdm
 
             total = batches if batches is not None else (len(loader) if hasattr(loader, "__len__") else None)
-            it = tqdm(it, total=total, desc=desc, unit="batch", leave=False)
-        for batch in it:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            gm(x.to(device, non_blocking=True))
-            seen += 1
+            it = tqdm(it, total=total, desc=desc, unit="batch", leave=False, disable=None)
+        with state():
+            for batch in it:
+                x = batch if isinstance(batch, torch.Tensor) else split_batch(batch)[0]
+                gm(x.to(device, non_blocking=True))
+                seen += 1
     return seen
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import fx, nn
 
 from rramfx.crossbar.faults import FaultModel
+from rramfx.data.batches import loader_classes
 from rramfx.data.loader import ImageLoader
 from rramfx.data.registry import load_dataset
 from rramfx.errors import ArgumentError
@@ -79,12 +80,14 @@ class CellData:
     def __init__(self, spec: DataSpec, device: str | torch.device = "cpu", *, num_classes: int | None = None,
                  in_chans: int | None = None, loaders: tuple[Iterable[Any], Iterable[Any]] | None = None):
         self.spec, self.device, self.loaders = spec, torch.device(device), loaders
-        if loaders is not None:
-            self.num_classes, self.in_chans = num_classes or 10, in_chans or 3
+        if loaders is not None:  # the class count of the data where it says (dataset.classes)
+            classes = loader_classes(loaders[0])
+            self.num_classes, self.in_chans = num_classes or (len(classes) if classes else 10), in_chans or 3
             self.test_loader: Iterable[Any] = loaders[1]
             return
-        self.train_data = load_dataset(spec.dataset, "train", spec.data_dir).subset(spec.train_subset, seed=0)
-        self.test_data = load_dataset(spec.dataset, "test", spec.data_dir).subset(spec.test_subset, seed=1)
+        read = {"root": spec.data_dir, "image_size": spec.image_size}
+        self.train_data = load_dataset(spec.dataset, "train", **read).subset(spec.train_subset, seed=0)
+        self.test_data = load_dataset(spec.dataset, "test", **read).subset(spec.test_subset, seed=1)
         self.num_classes = num_classes or self.train_data.num_classes
         self.in_chans = in_chans or self.train_data.in_chans
         self.test_loader = ImageLoader(self.test_data, max(256, spec.batch_size), image_size=spec.image_size,
@@ -145,14 +148,15 @@ class TrainedCell:
     seconds: float
     input_shape: tuple[int, ...]
 
-    def save(self, path: str | Path, info: dict[str, Any] | None = None) -> Path:
+    def save(self, path: str | Path, info: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Path:
         """Write the model with `save_prepared` (its recipe, policy, input shape and weights); the
-        record's ``info`` holds the clean accuracy, history, seed and training time, plus ``info``."""
+        record's ``info`` holds the clean accuracy, history, seed and training time, plus ``info``;
+        ``data`` is the data spec (`save_prepared`)."""
         recipe = self.key.recipe
         return save_prepared(path, self.gm, model=recipe.spec, model_kwargs=recipe.model_kwargs(),
                              policy=rramfx_meta(self.gm).get("policy"), input_shape=self.input_shape,
                              info={**(info or {}), "clean_accuracy": self.clean_accuracy, "history": self.history,
-                                   "seed": self.key.seed, "train_seconds": self.seconds})
+                                   "seed": self.key.seed, "train_seconds": self.seconds}, data=data)
 
 
 def train_cell(key: TrainKey, settings: TrainSettings, data: CellData | None = None, *,

@@ -10,7 +10,8 @@
 - ``best_drop_rate.png``: the best drop rate for each fault rate (Fig. 6) beside accuracy against fault
   rate for every drop rate.
 
-Plots are drawn with matplotlib's object API on an Agg canvas, so no global backend is changed.
+The plots are those of `rramfx.experiment.plots` (spread shown and named, fixed 0–100% scale, ties
+marked), drawn with matplotlib's object API on an Agg canvas, so no global backend is changed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rramfx.errors import ReportError, ResultsFileError
+from rramfx.experiment.plots import clear_best, plot_heatmap, plot_sweep
 from rramfx.tables import table_lines
 
 RESULTS_FILE = "results.json"
@@ -84,9 +86,11 @@ def best_drop_rates(summary: list[dict[str, Any]]) -> dict[float, float]:
 
 def markdown_table(summary: list[dict[str, Any]], title: str = "") -> str:
     """Accuracy (%) with drop rates as rows and fault rates as columns; ± is the spread over training
-    seeds when there are several, else the chip-to-chip spread. The best drop rate per column is bold."""
+    seeds when there are several, else the chip-to-chip spread. The best drop rate per column is bold
+    where it beats the runner-up by more than their combined spread (`rramfx.experiment.plots.clear_best`);
+    a column with no bold cell is a tie."""
     drops, faults, cells = _grid(summary)
-    best = best_drop_rates(summary)
+    best = clear_best(summary)
     seeds = max((s["seeds"] for s in summary), default=1)
     spread = "std over training seeds" if seeds > 1 else "std over chips"
     rows = [[f"p = {d:g}", *(_cell_text(cells.get((d, f)), seeds, best.get(f) == d) for f in faults)]
@@ -95,7 +99,8 @@ def markdown_table(summary: list[dict[str, Any]], title: str = "") -> str:
     lines += table_lines(["drop rate \\ fault rate", *(f"{100 * f:g}%" for f in faults)], rows,
                          "<" + ">" * len(faults), markdown=True, pad=False)
     lines += ["", f"Accuracy in % (mean over simulated chips, averaged over {seeds} training seed"
-              f"{'s' if seeds > 1 else ''}); ± is the {spread}. Bold: best drop rate for that fault rate."]
+              f"{'s' if seeds > 1 else ''}); ± is the {spread}. Bold: best drop rate for that fault rate, where it "
+              "beats the runner-up by more than their combined spread (none bold: a tie)."]
     chip = [s["chip_std"] for s in summary if s["fault_rate"] > 0]
     if chip and seeds > 1:
         lines.append(f"Mean chip-to-chip std: {100 * statistics.fmean(chip):.2f} points.")
@@ -123,80 +128,6 @@ def write_csv(rows: Iterable[Mapping[str, Any]], path: str | Path, columns: Iter
     return path
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def plot_heatmap(summary: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Accuracy heatmap: fault rate across, drop rate down, each cell annotated, best per column boxed."""
-    import numpy as np
-
-    drops, faults, cells = _grid(summary)
-    grid = np.full((len(drops), len(faults)), np.nan)
-    for i, d in enumerate(drops):
-        for j, f in enumerate(faults):
-            if (d, f) in cells:
-                grid[i, j] = 100 * cells[(d, f)]["accuracy"]
-    fig = _figure(1.6 + 1.1 * len(faults), 1.2 + 0.55 * len(drops))
-    ax = fig.add_subplot()
-    im = ax.imshow(grid, cmap="viridis", aspect="auto", origin="upper")
-    best = best_drop_rates(summary)
-    finite = grid[np.isfinite(grid)]
-    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
-    for i, d in enumerate(drops):
-        for j, f in enumerate(faults):
-            if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=9,
-                        color="black" if grid[i, j] > mid else "white",
-                        fontweight="bold" if best.get(f) == d else "normal")
-    ax.set_xticks(range(len(faults)), [f"{100 * f:g}%" for f in faults])
-    ax.set_yticks(range(len(drops)), [f"{d:g}" for d in drops])
-    ax.set_xlabel("fault rate (SA1 cells)")
-    ax.set_ylabel("DropConnect rate in training")
-    ax.set_title(title or "accuracy (%) on simulated chips", fontsize=10)
-    fig.colorbar(im, ax=ax, label="accuracy (%)")
-    fig.savefig(path)
-    return Path(path)
-
-
-def plot_best_drop_rate(summary: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Left: best drop rate per fault rate (with the p = p' line); right: accuracy vs fault rate per drop rate."""
-    drops, faults, cells = _grid(summary)
-    best = best_drop_rates(summary)
-    fig = _figure(10, 4)
-    left, right = fig.subplots(1, 2)
-    left.plot([100 * f for f in best], list(best.values()), "o-", color="C3", label="best drop rate")
-    top = max([*faults, *drops, 0.05])
-    left.plot([0, 100 * top], [0, top], "--", color="grey", lw=1, label="drop rate = fault rate")
-    left.set_xlabel("fault rate (%)")
-    left.set_ylabel("best DropConnect rate")
-    left.set_ylim(-0.02, max(drops) + 0.05 if drops else 1)
-    left.legend(fontsize=8)
-    left.grid(alpha=0.3)
-    for k, d in enumerate(drops):
-        xs = [100 * f for f in faults if (d, f) in cells]
-        ys = [100 * cells[(d, f)]["accuracy"] for f in faults if (d, f) in cells]
-        err = [100 * cells[(d, f)]["seed_std"] for f in faults if (d, f) in cells]
-        if all(math.isnan(e) for e in err):
-            right.plot(xs, ys, "o-", color=f"C{k % 10}", label=f"p = {d:g}")
-        else:
-            right.errorbar(xs, ys, yerr=[0 if math.isnan(e) else e for e in err], fmt="o-", capsize=3,
-                           color=f"C{k % 10}", label=f"p = {d:g}")
-    right.set_xlabel("fault rate (%)")
-    right.set_ylabel("accuracy (%)")
-    right.legend(fontsize=8, title="drop rate", title_fontsize=8)
-    right.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
-    return Path(path)
-
-
 def describe(config: Mapping[str, Any]) -> str:
     """A one-line title for a sweep's plots and tables."""
     seeds = config.get("seeds") or [0]
@@ -219,26 +150,39 @@ def write_report(out_dir: str | Path) -> dict[str, Path]:
     if not rows:
         raise ReportError(f"'{out_dir / RESULTS_FILE}' has no results yet")
     summary = summarize(rows)
-    title = describe(data.get("config", {}))
+    config = data.get("config", {})
+    title = describe(config)
     paths = {
         "csv": write_csv(sorted(rows, key=lambda r: (r["drop_rate"], r["fault_rate"], r["seed"])),
                          out_dir / "results.csv", ROW_COLUMNS),
         "summary_csv": write_csv(summary, out_dir / "summary.csv", SUMMARY_COLUMNS),
         "markdown": out_dir / "results.md",
-        "heatmap": plot_heatmap(summary, out_dir / "heatmap.png", title),
-        "best_drop_rate": plot_best_drop_rate(summary, out_dir / "best_drop_rate.png", title),
+        "heatmap": out_dir / "heatmap.png",
+        "best_drop_rate": out_dir / "best_drop_rate.png",
     }
     paths["markdown"].write_text(markdown_table(summary, title))
+    faults = {"sa0_fraction": float(config.get("sa0_fraction", 0.0) or 0.0)}
+    plot_heatmap(summary, title=title, **faults).savefig(paths["heatmap"])
+    plot_sweep(summary, title=title, chance=chance_level(config), **faults).savefig(paths["best_drop_rate"])
     return paths
+
+
+#: Classes of the named datasets, for the chance level of a sweep that did not set ``num_classes``.
+_DATASET_CLASSES = {"fashion-mnist": 10, "mnist": 10, "cifar10": 10, "synthetic": 4}
+
+
+def chance_level(config: Mapping[str, Any]) -> float | None:
+    """1 / classes of a sweep (its ``num_classes``, else its named dataset's), None when unknown."""
+    classes = config.get("num_classes") or _DATASET_CLASSES.get(str(config.get("dataset", "")).lower())
+    return 1.0 / classes if classes else None
 
 
 __all__ = [
     "ReportError",
     "best_drop_rates",
+    "chance_level",
     "load_results",
     "markdown_table",
-    "plot_best_drop_rate",
-    "plot_heatmap",
     "summarize",
     "write_csv",
     "write_report",

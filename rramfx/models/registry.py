@@ -63,10 +63,20 @@ def create(name: str, num_classes: int = 10, in_chans: int = 3, width: float = 1
         close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
         hint = f" Close names: {', '.join(close)}." if close else ""
         raise ModelSpecError(
-            f"unknown reference model '{name}'.{hint} Reference models: {', '.join(list_models())}; "
-            "other models: timm:NAME, tv:NAME or pkg.module:factory"
+            f"unknown reference model '{name}'.{hint}{_library_hint(name)} Reference models: "
+            f"{', '.join(list_models())}; other models: timm:NAME, tv:NAME or pkg.module:factory"
         )
     try:
         return _MODELS[name](num_classes, in_chans, width, **kwargs)
     except TypeError as e:
         raise ModelSpecError(f"reference model '{name}' does not take these arguments: {e}") from e
+
+
+def _library_hint(name: str) -> str:
+    """`` Did you mean timm:NAME or tv:NAME?`` for the spellings of ``name`` that timm and torchvision know."""
+    import timm
+    import torchvision
+
+    found = [f"timm:{name}"] if timm.is_model(name) else []
+    found += [f"tv:{name}"] if name in torchvision.models.list_models() else []
+    return f" Did you mean {' or '.join(found)}?" if found else ""

@@ -1,6 +1,7 @@
 """Model specifications as text, so the CLI and config files can name any model:
 
-- ``timm:NAME``   a timm model, created with ``pretrained=False``;
+- ``timm:NAME``   a timm model (``NAME.TAG`` as timm spells them), created with ``pretrained=False``
+  unless ``pretrained_file=`` names a local weights file;
 - ``tv:NAME``     a torchvision model, created with ``weights=None``;
 - ``pkg.module:factory``  any importable callable returning an ``nn.Module``;
 - ``NAME``        one of rramfx's reference models (`rramfx.models.registry`).
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from rramfx.errors import ModelSpecError
+from rramfx.errors import ModelFileError, ModelSpecError
 from rramfx.models.registry import create
 
 __all__ = ["ModelSpecError", "create_model", "is_reference_spec"]
@@ -40,14 +42,27 @@ def create_model(spec: str, num_classes: int = 10, in_chans: int = 3, **kwargs: 
     return _factory(prefix, name, num_classes, in_chans, **kwargs)
 
 
-def _timm(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+def _timm(name: str, num_classes: int, in_chans: int, pretrained_file: str | None = None,
+          **kwargs: Any) -> nn.Module:
+    """A timm model by timm's own rules: ``NAME`` or ``NAME.TAG`` (``resnet18.a1_in1k``) as
+    `timm.is_model` accepts it; ``pretrained_file``: a local weights file read through timm's
+    pretrained config (``pretrained_cfg_overlay=dict(file=...)``), so timm adapts the classifier and
+    input channels as it does for its hub weights."""
     import timm
 
-    if not timm.list_models(name):
+    if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f" Close names: {', '.join(close)}." if close else ""
         raise ModelSpecError(f"unknown timm model 'timm:{name}'.{hint}")
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if pretrained_file is None:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if not Path(pretrained_file).is_file():
+        raise ModelFileError(f"--pretrained file '{pretrained_file}' does not exist")
+    try:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(pretrained_file)},
+                                 num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except (RuntimeError, OSError, KeyError, ValueError) as e:
+        raise ModelFileError(f"timm cannot load --pretrained file '{pretrained_file}' into timm:{name}: {e}") from None
 
 
 def _torchvision(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:

@@ -32,7 +32,7 @@ import copy
 import io
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,8 @@ def export_onnx(
     tile: tuple[int, int] | None = None,
     prescale: bool = True,
     dynamic_batch: bool = True,
+    class_names: Sequence[str] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export the prepared ``gm`` (eval mode, a copy; ``gm`` is not changed) to an annotated ONNX file.
 
@@ -79,9 +81,12 @@ def export_onnx(
     description `rramfx.estimate_cost` takes, so both give every layer the same tile count; ``tile``
     (rows, cols) is a shorthand for ``Hardware(tile=tile)``. ``dynamic_batch``: the batch dimension is
     symbolic (falls back to the example's batch, with a warning, where torch.export cannot keep it
-    dynamic). Returns the written path.
+    dynamic). ``class_names`` (output index -> name) and ``preprocessing`` (``mean``/``std`` per channel
+    of [0, 1] pixels) go into the file's metadata, with the input shape, so that whoever holds only the
+    ``.onnx`` file can feed it (``rramfx.class_names``, ``rramfx.preprocessing``). Returns the written path.
     """
     placement, policy, args, mode = _check_inputs(gm, example_inputs, faults)
+    data_props = _data_metadata(args[0], class_names, preprocessing)
     hw = resolve_hardware(hardware, tile, where="export_onnx")
     work = copy.deepcopy(gm).eval()
     layers = crossbar_layers(work)
@@ -90,6 +95,7 @@ def export_onnx(
     infos = {p: M.layer_info(m, placement[p], hw) for p, m in weighted_layers(work).items() if p in placement}
     _annotate(model, infos, placement, protect_faults=mode != "none")
     model.metadata_props.update(_model_metadata(policy, placement, mode, hw, batch, fault_meta))
+    model.metadata_props.update(data_props)
     return _save_checked(model, Path(path))
 
 
@@ -175,6 +181,32 @@ def _model_metadata(policy: Any, placement: Mapping[str, str], mode: str, hardwa
     }
     if fault_meta is not None:
         props[M.FAULTS] = json.dumps(fault_meta, sort_keys=True)
+    return props
+
+
+def _data_metadata(example: torch.Tensor, class_names: Sequence[str] | None,
+                   preprocessing: Mapping[str, Any] | None) -> dict[str, str]:
+    """``rramfx.preprocessing`` (input shape, layout, dtype, mean, std) and ``rramfx.class_names``."""
+    pre = dict(preprocessing or {})
+    unknown = set(pre) - {"mean", "std"}
+    if unknown:
+        raise ArgumentError(f"preprocessing takes 'mean' and 'std', got {sorted(unknown)}")
+    chans = int(example.shape[1]) if example.dim() > 1 else 1
+    for key in ("mean", "std"):
+        values = pre.get(key)
+        if values is not None:
+            values = [float(v) for v in values]
+            if len(values) == 1 and chans > 1:  # grey data fed to a colour model: the channel repeated
+                values = values * chans
+            if len(values) != chans:
+                raise ArgumentError(f"preprocessing['{key}'] has {len(values)} values, the input {chans} channels")
+        pre[key] = values
+    props = {M.PREPROCESSING: json.dumps({"input_shape": list(example.shape[1:]), "layout": "NCHW",
+                                          "dtype": str(example.dtype).removeprefix("torch."), **pre})}
+    if class_names is not None:
+        if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
+            raise ArgumentTypeError("class_names must be a list of strings (output index -> class name)")
+        props[M.CLASS_NAMES] = json.dumps(list(class_names))
     return props
 
 

@@ -17,7 +17,10 @@ Model-level keys (``ModelProto.metadata_props``): ``rramfx.version``, ``rramfx.p
 `rramfx.Policy.to_dict`), ``rramfx.placement`` (JSON module path → device), ``rramfx.fault_mode``
 (``none`` | ``baked`` | ``inputs``), ``rramfx.faults`` (JSON, baked and inputs modes), ``rramfx.tile``
 (``ROWSxCOLS``), ``rramfx.hardware`` (JSON of `rramfx.Hardware.to_dict`, the description the tiles were
-counted on), ``rramfx.batch`` (``dynamic`` or the static batch size).
+counted on), ``rramfx.batch`` (``dynamic`` or the static batch size), ``rramfx.preprocessing`` (JSON:
+``input_shape`` [C, H, W] of one input, ``layout`` NCHW, ``dtype``, and the normalisation ``mean`` and
+``std`` per channel of pixel values scaled to [0, 1], null where not known) and, when known,
+``rramfx.class_names`` (JSON list: output index -> class name).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from rramfx.errors import OnnxError, OnnxFileError
 
 __all__ = [
     "BATCH",
+    "CLASS_NAMES",
     "CODES_SUFFIX",
     "CROSSBAR",
     "DEVICE",
@@ -54,6 +58,7 @@ __all__ = [
     "PLACEMENT",
     "POLICY",
     "PREFIX",
+    "PREPROCESSING",
     "ROLE",
     "SCALE",
     "TILE",
@@ -80,6 +85,7 @@ SCALE, CROSSBAR = "rramfx.weight_scale", "rramfx.crossbar"
 VERSION, POLICY, PLACEMENT = "rramfx.version", "rramfx.policy", "rramfx.placement"
 FAULT_MODE, FAULTS, TILE, BATCH = "rramfx.fault_mode", "rramfx.faults", "rramfx.tile", "rramfx.batch"
 HARDWARE = "rramfx.hardware"
+CLASS_NAMES, PREPROCESSING = "rramfx.class_names", "rramfx.preprocessing"
 CODES_SUFFIX = ".fault_codes"
 
 #: ONNX ops that compute a weighted layer's product with its weight.

@@ -23,6 +23,7 @@ import numpy as np
 from rramfx.errors import OnnxError, OnnxFileError
 from rramfx.onnx import meta as M
 from rramfx.onnx.feed import feed_dict
+from rramfx.tables import table_lines
 
 __all__ = [
     "FORMAT",
@@ -328,15 +329,16 @@ def format_plan(plan: Plan) -> str:
         f"boundary traffic per sample: {'unknown' if traffic is None else f'{traffic:,} bytes'} "
         f"in {len(plan.transfers)} transfers",
         "",
-        f"{'#':>3}  {'device':6}  {'nodes':>5}  {'MACs/sample':>14}  {'bytes in/sample':>15}  inputs",
     ]
     moved_in = {t.before_segment: t for t in plan.transfers}
+    rows = []
     for s in plan.segments:
         t = moved_in.get(s.index)
         b = "-" if t is None else "?" if t.bytes_per_sample is None else f"{t.bytes_per_sample:,}"
         names = ", ".join(x.name for x in s.inputs if x.role == "data")
-        lines.append(f"{s.index:>3}  {s.device:6}  {s.nodes:>5}  {s.macs_per_sample:>14,}  {b:>15}  "
-                     f"{names[:60] + ('...' if len(names) > 60 else '')}")
+        rows.append([s.index, s.device, s.nodes, f"{s.macs_per_sample:,}", b,
+                     names[:60] + ("..." if len(names) > 60 else "")])
+    lines += table_lines(["#", "device", "nodes", "MACs/sample", "bytes in/sample", "inputs"], rows, "><>>><")
     if None in moved_in:
         t = moved_in[None]
         lines.append(f"  outputs back to the host: {', '.join(t.tensors)} ({t.bytes_per_sample} bytes/sample)")

@@ -28,6 +28,7 @@ import torch
 
 from rramfx.checks import trials_and_seed
 from rramfx.crossbar.faults import BaseFaultModel, FaultSet, chip_seed, draw_fault_set
+from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
 from rramfx.onnx.chip_sessions import ReadWeightGraph, read_weight_graph
@@ -102,7 +103,7 @@ def _batches(data: Any, batch_size: int) -> list[tuple[np.ndarray, np.ndarray | 
             raise ArgumentError(f"data: inputs and labels differ in length: {len(x)} and {len(y)}")
         out = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     else:
-        out = [(arr(b[0]), arr(b[1])) if isinstance(b, (tuple, list)) and len(b) >= 2 else (arr(b), None)
+        out = [(arr(b), None) if isinstance(b, (np.ndarray, torch.Tensor)) else tuple(map(arr, split_batch(b)))
                for b in data]
     if not sum(len(x) for x, _ in out):
         raise ArgumentError("data holds no samples: pass inputs, an (inputs, labels) pair or (x, y) batches")
@@ -140,7 +141,7 @@ def ort_monte_carlo(
     *,
     batch_size: int = 256,
     providers: Sequence[str] | None = None,
-    progress: bool = False,
+    progress: bool = True,
     method: str = "read_weights",
     threads: int | None = None,
 ) -> OrtMonteCarloResult:
@@ -256,7 +257,7 @@ def _predict_chips(runner: Any, batches: list[tuple[np.ndarray, np.ndarray | Non
     if progress:
         from tqdm.auto import tqdm
 
-        chips = tqdm(chips, desc="chips (onnxruntime)", unit="chip", leave=False)
+        chips = tqdm(chips, desc="chips (onnxruntime)", unit="chip", leave=False, disable=None)
     for i in chips:
         session, feed = runner.chip(draw_fault_set(runner.layers, fault_model, seeds[i]))
         _predict(session, feed, runner.data_name, batches, runner.fixed, predictions[i])

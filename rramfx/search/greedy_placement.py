@@ -203,7 +203,7 @@ def search_placement(
     *,
     fault_rate: float | None = None,
     report: SensitivityReport | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> PlacementSearch:
     """Greedy placement with the most MACs on RRAM whose Monte-Carlo accuracy loss (fault-free accuracy
     minus the mean over ``trials`` chips of ``fault_model``) is at most ``budget`` (a fraction in (0, 1):

@@ -179,7 +179,7 @@ def _progress(items: list[str], show: bool, desc: str) -> Iterable[str]:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit="layer", leave=False)
+    return tqdm(items, desc=desc, unit="layer", leave=False, disable=None)
 
 
 def _measure(work: fx.GraphModule, base: Policy, paths: list[str], batches: Iterable[Any],
@@ -189,7 +189,7 @@ def _measure(work: fx.GraphModule, base: Policy, paths: list[str], batches: Iter
     results = {}
     for path in _progress(paths, progress, "layer sensitivity"):
         place_(work, base, {path})
-        results[path] = monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime)
+        results[path] = monte_carlo(work, batches, fault_model, trials, seed, fault_rate=p_prime, progress=False)
     place_(work, base, frozenset())
     return results
 
@@ -202,7 +202,7 @@ def sensitivity(
     seed: int = 0,
     layers: Iterable[str] | str | None = None,
     fault_rate: float | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> SensitivityReport:
     """Per-layer fault sensitivity of a prepared, trained model.
 

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import fx
 
+from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError
-from rramfx.evaluation.chips import split_batch
 from rramfx.graph.mac_count import count_macs
 from rramfx.graph.placement_report import placement
 from rramfx.graph.record import require_meta

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rramfx.data.batches import check_batch_fits, loader_classes, split_batch
 from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
 from rramfx.files import load_checked_torch, save_checked_torch, write_atomic
@@ -34,7 +35,8 @@ from rramfx.training.transaction import TrainingTransaction, check_first_batch
 SCHEDULES = ("cosine", "onecycle", "constant")
 _CKPT_FORMAT = "rramfx.TrainCheckpoint"
 
-__all__ = ["SCHEDULES", "TrainError", "TrainOptions", "atomic_save", "lr_factor", "run_training", "train"]
+__all__ = ["SCHEDULES", "TrainError", "TrainOptions", "atomic_save", "epoch_line", "lr_factor", "run_training",
+           "train"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,14 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def epoch_line(record: dict[str, float], epochs: int) -> str:
+    """One line for a finished epoch's ``record`` (what `train` prints with ``progress`` as it ends)."""
+    val = f", val accuracy {100 * record['val_accuracy']:.2f}%" if "val_accuracy" in record else ""
+    compiled = f" (compile {record['compile_seconds']:.1f} s)" if "compile_seconds" in record else ""
+    return (f"epoch {int(record['epoch'])}/{epochs}: loss {record['loss']:.4f}, train accuracy "
+            f"{100 * record['train_accuracy']:.2f}%{val}, lr {record['lr']:.3g}, {record['seconds']:.1f} s{compiled}")
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -161,6 +171,10 @@ def _train_unchecked(gm: nn.Module, train_loader: Iterable[Any], options: TrainO
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None
     if not steps:
         raise ArgumentError("train_loader must have a length (number of batches per epoch) of at least 1")
+    first = next(iter(train_loader), None)  # before the seed: a DataLoader's order then is as without the check
+    if first is None:
+        raise ArgumentError("train_loader yielded no batches")
+    check_batch_fits(gm, first, classes=loader_classes(train_loader), where="train_loader")
     run = _Run(gm, options, steps, module_device(gm), progress and ranks.main, ranks.wrap(gm))
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -182,6 +196,8 @@ def _train_unchecked(gm: nn.Module, train_loader: Iterable[Any], options: TrainO
             history.append(record)
             if ckpt_path is not None:
                 ranks.on_main(_save_checkpoint, ckpt_path, run, epoch + 1, history)
+            if progress and ranks.main:
+                print(epoch_line(record, options.epochs), flush=True)
     finally:
         if options.channels_last:  # the model is handed back laid out as it came
             gm.to(memory_format=torch.contiguous_format)
@@ -215,7 +231,7 @@ class _Run:
         from tqdm.auto import tqdm
 
         bar = tqdm(loader, total=self.steps, desc=f"epoch {epoch + 1}/{self.options.epochs}", unit="batch",
-                   leave=False)
+                   leave=False, disable=None)  # no bar when not on a terminal: a log gets the epoch lines only
         return bar, bar
 
     def epoch(self, loader: Iterable[Any], epoch: int) -> dict[str, float]:
@@ -254,7 +270,8 @@ class _Run:
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One optimiser step on ``batch``: its loss, correct answers (on the device) and size."""
-        x, y = batch[0].to(self.device, non_blocking=True), batch[1].to(self.device, non_blocking=True)
+        x, y = split_batch(batch)
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         x = memory_format(x, self.options.channels_last)
 
         def run(forward: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,27 +30,31 @@ _FIELDS = ("model", "model_kwargs", "policy", "input_shape", "state_dict")
 
 def save_prepared(path: str | Path, gm: fx.GraphModule, *, model: str, model_kwargs: dict[str, Any] | None = None,
                   policy: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None,
-                  info: dict[str, Any] | None = None) -> Path:
+                  info: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Path:
     """Save a trained prepared model as its recipe plus weights.
 
     ``model`` is the model spec (``resnet20``, ``timm:NAME``, ...) and ``model_kwargs`` its arguments
     (``num_classes``, ``in_chans``, ``width``, ...); ``policy`` the policy dict it was prepared with
     (default: the one recorded on ``gm``); ``input_shape`` the shape of one input (C, H, W), which
     `load_prepared` needs when the policy runs structural passes that read tensor shapes (widening,
-    padding); ``info`` any plain data to keep beside (dataset, history).
+    padding); ``info`` any plain data to keep beside (history, accuracy); ``data`` the data spec the
+    model was trained on (``dataset``, ``data_dir``, ``image_size``, ``in_chans``, ``mean``, ``std``,
+    ``class_names``, ``train_subset``, ``test_subset``: see `rramfx.data.ImageData.describe`), which
+    ``rramfx evaluate``/``export``/``sweep`` use unless told otherwise.
     """
     policy = policy if policy is not None else rramfx_meta(gm).get("policy", {})
     state = {k: v.detach().cpu() for k, v in gm.state_dict().items()}
-    return save_checked_torch(path, _MODEL_FORMAT, 2, {"model": model, "model_kwargs": dict(model_kwargs or {}),
-                  "policy": dict(policy), "input_shape": list(input_shape) if input_shape else None,
-                  "state_dict": state, "info": dict(info or {})})
+    record = {"model": model, "model_kwargs": dict(model_kwargs or {}), "policy": dict(policy),
+              "input_shape": list(input_shape) if input_shape else None, "state_dict": state,
+              "info": dict(info or {}), "data": dict(data or {})}
+    return save_checked_torch(path, _MODEL_FORMAT, 2, record)
 
 
 def load_prepared(path: str | Path, map_location: str | torch.device = "cpu", *,
                   model: nn.Module | None = None) -> tuple[fx.GraphModule, dict[str, Any]]:
     """Rebuild a model saved with `save_prepared`: returns ``(gm, record)`` with ``gm`` in eval mode on
-    ``map_location`` and ``record`` holding ``model``, ``model_kwargs``, ``policy``, ``input_shape``
-    and ``info``.
+    ``map_location`` and ``record`` holding ``model``, ``model_kwargs``, ``policy``, ``input_shape``,
+    ``info`` and ``data`` (the data spec; for files written before it, what ``info`` recorded of it).
 
     ``model``: an untrained instance to prepare and load the weights into, instead of creating one
     from the saved spec (for models that no spec names); it is not changed."""
@@ -72,4 +76,6 @@ def load_prepared(path: str | Path, map_location: str | torch.device = "cpu", *,
     gm.load_state_dict(data["state_dict"])
     gm.to(map_location)
     record = {k: data.get(k) for k in ("model", "model_kwargs", "policy", "input_shape", "info")}
+    old = {k: v for k, v in (data.get("info") or {}).items() if k in ("dataset", "data_dir", "image_size")}
+    record["data"] = dict(data.get("data") or old)
     return gm.eval(), record
