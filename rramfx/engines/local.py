@@ -46,7 +46,7 @@ class LocalEngine(Engine):
         self._quarantine: cf.ProcessPoolExecutor | None = None
         self._backlog: deque[Task] = deque()
         self._suspects: deque[Task] = deque()
-        self._running: dict[cf.Future, tuple[Task, bool]] = {}
+        self._running: dict[cf.Future, tuple[Task, bool, cf.ProcessPoolExecutor]] = {}
 
     def _executor(self, isolated: bool) -> cf.ProcessPoolExecutor:
         attr = "_quarantine" if isolated else "_pool"
@@ -56,13 +56,26 @@ class LocalEngine(Engine):
         return getattr(self, attr)
 
     def _start(self, task: Task, isolated: bool) -> None:
-        future = self._executor(isolated).submit(run_task, task.key, task.fn, task.args, task.kwargs, self.threads)
-        self._running[future] = (task, isolated)
+        pool = self._executor(isolated)
+        try:
+            future = pool.submit(run_task, task.key, task.fn, task.args, task.kwargs, self.threads)
+        except BrokenProcessPool:  # a worker died and its pool's futures are not collected yet
+            self._retire(pool, isolated)
+            pool = self._executor(isolated)
+            future = pool.submit(run_task, task.key, task.fn, task.args, task.kwargs, self.threads)
+        self._running[future] = (task, isolated, pool)
+
+    def _retire(self, pool: cf.ProcessPoolExecutor, isolated: bool) -> None:
+        """Stop using a broken ``pool``: the next task starts a fresh one."""
+        pool.shutdown(wait=False, cancel_futures=True)
+        attr = "_quarantine" if isolated else "_pool"
+        if getattr(self, attr) is pool:
+            setattr(self, attr, None)
 
     def _fill(self) -> None:
-        if self._suspects and not any(iso for _, iso in self._running.values()):
+        if self._suspects and not any(iso for _, iso, _ in self._running.values()):
             self._start(self._suspects.popleft(), True)
-        while self._backlog and sum(not iso for _, iso in self._running.values()) < self.workers:
+        while self._backlog and sum(not iso for _, iso, _ in self._running.values()) < self.workers:
             self._start(self._backlog.popleft(), False)
 
     def submit(self, task: Task) -> None:
@@ -73,21 +86,19 @@ class LocalEngine(Engine):
         while self._running or self._backlog or self._suspects:
             self._fill()
             done, _ = cf.wait(list(self._running), return_when=cf.FIRST_COMPLETED)
-            broken: set[bool] = set()
             for future in done:
-                task, isolated = self._running.pop(future)
+                task, isolated, pool = self._running.pop(future)
                 try:
-                    yield future.result()
+                    outcome = future.result()
                 except BrokenProcessPool:
-                    broken.add(isolated)
+                    self._retire(pool, isolated)  # a broken pool takes no more tasks
                     if isolated:  # it ran alone: this task killed its worker
-                        yield Outcome(task.key, error=f"the worker process running {task.key} died "
-                                                      "(killed, out of memory, or a crash in native code)")
+                        outcome = Outcome(task.key, error=f"the worker process running {task.key} died "
+                                                          "(killed, out of memory, or a crash in native code)")
                     else:  # one of the tasks in the pool killed it: run each again alone
                         self._suspects.append(task)
-            for isolated in broken:  # a broken pool takes no more tasks: the next _fill starts a new one
-                self._executor(isolated).shutdown(wait=False, cancel_futures=True)
-                setattr(self, "_quarantine" if isolated else "_pool", None)
+                        continue
+                yield outcome
 
     def close(self) -> None:
         for attr in ("_pool", "_quarantine"):
