@@ -84,7 +84,7 @@ def test_bad_batch_late_in_the_epoch_restores_the_model():
 def test_checkpoint_of_another_model_is_refused_before_any_copy(tmp_path):
     train, _ = loaders(n_train=128)
     other = rramfx.prepare(TinyNet(num_classes=5), rramfx.Policy())
-    rramfx.train(other, train, 1, progress=False, checkpoint=tmp_path / "c.ckpt")
+    rramfx.train(other, list(train), 1, progress=False, checkpoint=tmp_path / "c.ckpt")  # a list: no class names
     gm = _fresh()
     snap = _snapshot(gm)
     with pytest.raises(TrainError, match="does not fit this model .*other shape.*nothing was loaded"):

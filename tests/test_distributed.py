@@ -19,6 +19,7 @@ import torch
 import rramfx
 from rramfx.data import ImageLoader, synthetic
 from rramfx.errors import ArgumentTypeError, DataError
+from rramfx.files import load_checked_torch
 from rramfx.training.distributed import Ranks, init_distributed, launched, rank_device, rank_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +145,7 @@ def test_two_processes_train_one_model_from_a_script(tmp_path):
     gm, record = rramfx.load_prepared(tmp_path / "m.pt")
     for name, value in gm.state_dict().items():
         assert torch.equal(value, ranks[0]["state"][name]), name
-    ckpt = torch.load(tmp_path / "run.ckpt", weights_only=True)
+    ckpt = load_checked_torch(tmp_path / "run.ckpt", "rramfx.TrainCheckpoint")[1]
     assert ckpt["epoch"] == 4 and ckpt["steps_per_epoch"] == 8
     assert record["policy"]["drop_rate"] == 0.3
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rramfx.data.batches import check_batch_fits, loader_classes, split_batch
+from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
 from rramfx.files import load_checked_torch, save_checked_torch, write_atomic
@@ -171,10 +171,6 @@ def _train_unchecked(gm: nn.Module, train_loader: Iterable[Any], options: TrainO
     steps = len(train_loader) if hasattr(train_loader, "__len__") else None
     if not steps:
         raise ArgumentError("train_loader must have a length (number of batches per epoch) of at least 1")
-    first = next(iter(train_loader), None)  # before the seed: a DataLoader's order then is as without the check
-    if first is None:
-        raise ArgumentError("train_loader yielded no batches")
-    check_batch_fits(gm, first, classes=loader_classes(train_loader), where="train_loader")
     run = _Run(gm, options, steps, module_device(gm), progress and ranks.main, ranks.wrap(gm))
     history: list[dict[str, float]] = []
     start_epoch = 0

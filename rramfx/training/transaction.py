@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rramfx.data.batches import check_batch_fits, loader_classes, split_batch
 from rramfx.errors import ArgumentTypeError, DataError, TrainError
 from rramfx.graph.modules import eval_mode, module_device
 from rramfx.tensor_checks import check_example_inputs, check_labels, input_hint, unbatched
@@ -83,9 +84,9 @@ def check_first_batch(model: nn.Module, loader: Iterable[Any], name: str = "trai
     batch = next(iter(loader), None)
     if batch is None:
         raise DataError(f"{name} yielded no batches")
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise ArgumentTypeError(f"{name} must yield (images, labels) batches, got {type(batch).__name__}")
-    x, y = batch[0], batch[1]
+    if isinstance(batch, torch.Tensor):
+        raise ArgumentTypeError(f"{name} must yield (images, labels) batches or dicts holding both, got a tensor")
+    x, y = split_batch(batch)
     (x,) = check_example_inputs(f"{name}'s images", x)
     hint = input_hint(model)
     if unbatched(model, x):
@@ -103,5 +104,6 @@ def check_first_batch(model: nn.Module, loader: Iterable[Any], name: str = "trai
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         return  # not a classifier's (N, classes) logits: the labels cannot be checked against it
     check_labels(f"{name}'s labels", y, int(out.shape[1]), int(x.shape[0]), DataError)
+    check_batch_fits(model, batch, classes=loader_classes(loader), where=name)  # channels and class names
     if not math.isfinite(float(x[:2].float().abs().max())):
         raise DataError(f"{name}'s images hold inf or nan values")
