@@ -63,7 +63,7 @@ def main() -> int:
     ap.add_argument("--test-subset", type=int, default=500, help="test images (default 500)")
     ap.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per drop rate (default 3)")
-    ap.add_argument("--trials", type=int, default=8, help="simulated chips per fault rate (default 8)")
+    ap.add_argument("--trials", type=int, default=16, help="simulated chips per fault rate (default 16)")
     args = ap.parse_args()
     if not check_data(Path(args.data_dir)):
         return 1
