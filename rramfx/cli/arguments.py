@@ -11,9 +11,10 @@ import torch
 from rramfx.data.registry import DATASETS
 from rramfx.engines import ENGINES
 from rramfx.errors import ArgumentError
+from rramfx.training.fastpath import PRECISIONS
 
-__all__ = ["add_data_args", "add_device_arg", "add_engine_args", "dataset_name", "engine_options", "int_list",
-           "rate_list", "resolve_device"]
+__all__ = ["add_data_args", "add_device_arg", "add_engine_args", "add_speed_args", "dataset_name", "engine_options",
+           "int_list", "rate_list", "resolve_device"]
 
 #: The ``--dataset`` help: the names rramfx reads, and the user's own images.
 DATASET_HELP = (f"{', '.join(DATASETS)}, or imagefolder:ROOT for your own images (ROOT/train/<class>/... and "
@@ -96,3 +97,13 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `rramfx.sweep` that `add_engine_args`'s options give."""
     return {"engine": args.engine, "workers": args.workers, "threads": args.threads, "address": args.address,
             "cpus_per_cell": args.cpus_per_cell, "gpus_per_cell": args.gpus_per_cell}
+
+
+def add_speed_args(p: argparse.ArgumentParser) -> None:
+    """Add the training speed options (`rramfx.train`'s ``compile``, ``channels_last``, ``precision``),
+    off by default: they pay on some models only (benchmarks/README.md)."""
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training forward (eager, with a warning, if compilation fails)")
+    p.add_argument("--channels-last", action="store_true", help="model and batches in channels-last memory format")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="bf16: autocast the forward to bfloat16; fp32: no autocast (default: bf16 on CUDA only)")

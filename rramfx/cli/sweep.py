@@ -13,6 +13,7 @@ from rramfx.cli.arguments import (
     add_data_args,
     add_device_arg,
     add_engine_args,
+    add_speed_args,
     engine_options,
     int_list,
     rate_list,
@@ -23,7 +24,6 @@ from rramfx.experiment.config import SweepConfig
 from rramfx.experiment.grid import sweep
 from rramfx.files import read_settings_file
 from rramfx.policy import Policy
-from rramfx.training.fastpath import PRECISIONS
 from rramfx.training.loop import SCHEDULES
 
 __all__ = ["register", "run"]
@@ -71,11 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pad-shortcuts", action="store_true",
                    help="pad 1x1 shortcut convolutions to 3x3 so they go to RRAM (paper's Fig. 6c)")
     p.add_argument("--policy", help="base policy file (.json/.toml): placement rules and overrides")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile every training's forward (eager, with a warning, if compilation fails)")
-    p.add_argument("--channels-last", action="store_true", help="train in channels-last memory format")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="bf16: autocast training to bfloat16; fp32: none (default: bf16 on CUDA, fp32 on CPU)")
+    add_speed_args(p)
     p.add_argument("--out", required=True, help="output folder (created; resumed when it holds results)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_engine_args(p)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rramfx.cli.arguments import add_data_args, add_device_arg, resolve_device
+from rramfx.cli.arguments import add_data_args, add_device_arg, add_speed_args, resolve_device
 from rramfx.cli.common import add_model_args, add_policy_args, policy_from_args
 from rramfx.errors import ArgumentError
 from rramfx.experiment.cells import CellData, DataSpec, TrainKey, TrainSettings, train_cell
@@ -19,7 +19,6 @@ from rramfx.models.recipe import ModelRecipe
 from rramfx.models.spec import create_model
 from rramfx.models.weights import load_weights, read_weights
 from rramfx.training.distributed import finish, init_distributed, rank_device
-from rramfx.training.fastpath import PRECISIONS
 from rramfx.training.loop import SCHEDULES, TrainOptions
 
 __all__ = ["register", "run"]
@@ -45,11 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default cosine)")
     p.add_argument("--no-augment", action="store_true", help="no random crops or flips")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the forward (eager, with a warning, if compilation fails)")
-    p.add_argument("--channels-last", action="store_true", help="model and batches in channels-last memory format")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="bf16: autocast the forward to bfloat16; fp32: no autocast (default: bf16 on CUDA only)")
+    add_speed_args(p)
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--out", required=True, help="file to write the trained model to (.pt)")
     p.add_argument("--overwrite", action="store_true", help="train again even if OUT exists (default: skip)")
