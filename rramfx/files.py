@@ -86,8 +86,10 @@ def read_text(path: str | Path, error: type[FileFormatError] = FileFormatError, 
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError as e:
         raise error(f"{prefix}'{path}' does not exist") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{prefix}'{path}' cannot be read as UTF-8 text ({e})") from e
+    except UnicodeDecodeError as e:
+        raise error(f"{prefix}'{path}' is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise error(f"{prefix}'{path}' cannot be read ({e})") from e
 
 
 def load_checked_json(path: str | Path, kind: str, error: type[FileFormatError] = FileFormatError,
@@ -114,20 +116,20 @@ def load_checked_json(path: str | Path, kind: str, error: type[FileFormatError] 
 
 
 def read_settings_file(path: str | Path, what: str, error: type[FileFormatError] = FileFormatError) -> dict[str, Any]:
-    """The table of a ``.toml`` or ``.json`` settings file (``what`` names it in errors: a flag, a
-    setting); ``error`` when it is missing, not UTF-8, of another suffix, does not parse, or is not a
+    """The table of a ``.toml`` or ``.json`` settings file (``what`` names it in errors, e.g. "policy
+    file"); ``error`` when it is missing, not UTF-8, of another suffix, does not parse, or is not a
     table."""
     path = Path(path)
-    kind = path.suffix.lower().lstrip(".")
-    if kind not in ("toml", "json"):
-        raise error(f"{what}: '{path}' must be a .toml or .json file")
-    text = read_text(path, error, f"{what}: ")
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".toml"):
+        raise error(f"{what} '{path}' must end in .json or .toml (got '{suffix or 'no suffix'}')")
+    text = read_text(path, error, f"{what} ")
     try:
-        data = json.loads(text) if kind == "json" else tomllib.loads(text)
+        data = json.loads(text) if suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise error(f"{what}: '{path}' is not valid {kind.upper()}: {e}") from e
+        raise error(f"{what} '{path}' is not valid {suffix[1:].upper()}: {e}") from e
     if not isinstance(data, dict):
-        raise error(f"{what}: '{path}' must hold a table of settings, not a {type(data).__name__}")
+        raise error(f"{what} '{path}' must hold one table of settings, got {type(data).__name__}")
     return data
 
 

@@ -19,14 +19,14 @@ from typing import Any
 
 from rramfx.checks import unit_rate
 from rramfx.errors import ArgumentError, PolicyError, PolicyFileError
-from rramfx.files import write_atomic
+from rramfx.files import read_settings_file, write_atomic
 
 __all__ = ["DEVICES", "MAX_DIVISOR", "MAX_EXPAND_RATIO", "MAX_WIDEN", "Policy"]
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    pass
 
 DEVICES = ("rram", "cpu")
 MAX_WIDEN = 16.0
@@ -124,21 +124,7 @@ class Policy:
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:
         """Load a policy from a ``.json`` or ``.toml`` file."""
-        path = Path(path)
-        if not path.is_file():
-            raise PolicyFileError(f"policy file '{path}' does not exist")
-        kind = _file_kind(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = json.loads(text) if kind == "json" else tomllib.loads(text)
-        except UnicodeDecodeError as e:
-            raise PolicyFileError(f"policy file '{path}' is not UTF-8 text ({e.reason} at byte {e.start}); "
-                                  "save it as UTF-8") from None
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-            raise PolicyFileError(f"policy file '{path}' is not valid {kind.upper()}: {e}") from e
-        if not isinstance(data, dict):
-            raise PolicyFileError(f"policy file '{path}' must hold one object of policy fields, "
-                                  f"got {type(data).__name__}")
+        data = read_settings_file(path, "policy file", PolicyFileError)
         try:
             return cls.from_dict(data)
         except ArgumentError as e:

@@ -89,7 +89,7 @@ def _config(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> SweepC
     given with another value than its default."""
     data: dict[str, Any] = {}
     if args.config:
-        data = read_settings_file(args.config, "--config")
+        data = read_settings_file(args.config, "sweep settings file (--config)")
     if args.policy:
         data["policy"] = Policy.from_file(args.policy).to_dict()
     for f in fields(SweepConfig):
