@@ -107,12 +107,13 @@ def _first_in_chans(model: nn.Module) -> int | None:
 
 @torch.no_grad()
 def check_batch_fits(model: nn.Module, batch: Any, *, classes: Sequence[str] | None = None,
-                     where: str = "loader") -> None:
+                     where: str = "loader", outputs: int | None = None) -> None:
     """Check the first ``batch`` of ``where`` (a loader's name in messages; a bare tensor is inputs
     without labels) against ``model``: its
     inputs' channels against the first convolution's, and its labels and ``classes`` (the data's class
-    names) against the model's outputs (one forward of one sample in eval mode; nothing in ``model``
-    changes). A mismatch raises `DataError` saying which option to change."""
+    names) against the model's outputs (one forward of one sample in eval mode, unless the caller ran
+    one and gives the model's ``outputs``; nothing in ``model`` changes). A mismatch raises `DataError`
+    saying which option to change."""
     x, y = (batch, torch.zeros(0, dtype=torch.long)) if isinstance(batch, torch.Tensor) else split_batch(batch)
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise ArgumentTypeError(f"{where} must yield tensors, got inputs of type {type(x).__name__} and labels of "
@@ -123,9 +124,9 @@ def check_batch_fits(model: nn.Module, batch: Any, *, classes: Sequence[str] | N
         raise DataError(f"{where} yields {got}-channel inputs of shape {tuple(x.shape)}, but the model's first "
                         f"layer takes {chans} channels: build the model with in_chans={got} (--in-chans), or "
                         "convert the images (e.g. torchvision.transforms.v2.Grayscale / RGB)")
-    with eval_mode(model):
-        out = model(x[:1].to(module_device(model)))
-    outputs = int(out.shape[-1])
+    if outputs is None:
+        with eval_mode(model):
+            outputs = int(model(x[:1].to(module_device(model))).shape[-1])
     if classes is not None and len(classes) != outputs:
         raise DataError(f"{where}'s data has {len(classes)} classes ({', '.join(list(classes)[:5])}"
                         f"{', ...' if len(classes) > 5 else ''}) but the model has {outputs} outputs: build it "

@@ -104,6 +104,6 @@ def check_first_batch(model: nn.Module, loader: Iterable[Any], name: str = "trai
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         return  # not a classifier's (N, classes) logits: the labels cannot be checked against it
     check_labels(f"{name}'s labels", y, int(out.shape[1]), int(x.shape[0]), DataError)
-    check_batch_fits(model, batch, classes=loader_classes(loader), where=name)  # channels and class names
+    check_batch_fits(model, batch, classes=loader_classes(loader), where=name, outputs=int(out.shape[1]))
     if not math.isfinite(float(x[:2].float().abs().max())):
         raise DataError(f"{name}'s images hold inf or nan values")
