@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from typing import Any
 
@@ -21,11 +20,8 @@ from rramfx.cli.common import (
 )
 from rramfx.data.loader import ImageLoader
 from rramfx.data.registry import load_dataset
-from rramfx.engines.base import positive_count
 from rramfx.errors import ArgumentError, DataError
 from rramfx.evaluation.chips import MonteCarloResult
-from rramfx.evaluation.parallel_chips import parallel_monte_carlo
-from rramfx.evaluation.recalibrate import recalibrate_bn
 from rramfx.experiment.cells import Chips, Recalibration, evaluate_cell
 from rramfx.graph.record import rramfx_meta
 from rramfx.models.weights import read_weights
@@ -142,18 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(gm, rate: float, chips: Chips, test, recalibration: Recalibration | None, recal,
               args: argparse.Namespace) -> MonteCarloResult:
-    """`evaluate_cell` in this process (``--workers 1`` and no ``--threads``), else the same cell with its
-    chips in parallel blocks (`parallel_monte_carlo`)."""
-    if args.workers == 1 and args.threads is None:
-        return evaluate_cell(gm, rate, chips, test, recalibration=recalibration, recal_loader=recal,
-                             progress=not args.quiet)
-    positive_count("workers", args.workers, 1)  # before the recalibration, not after it
-    positive_count("threads", args.threads, 1)
-    fault_model = chips.fault_model(rate)
-    if recalibration is not None:  # as evaluate_cell recalibrates, once here before the chips
-        gm = copy.deepcopy(gm)
-        recal.set_epoch(0)
-        recalibrate_bn(gm, recal, fault_model.sa1, batches=recalibration.batches, seed=recalibration.seed,
-                       progress=not args.quiet)
-    return parallel_monte_carlo(gm, test, fault_model, chips.trials, chips.seed, workers=args.workers,
-                                threads=args.threads, fault_rate=fault_model.sa1, progress=not args.quiet)
+    """`evaluate_cell` with the command's workers and threads (in this process for ``--workers 1`` and
+    no ``--threads``)."""
+    return evaluate_cell(gm, rate, chips, test, recalibration=recalibration, recal_loader=recal,
+                         workers=args.workers, threads=args.threads, progress=not args.quiet)
