@@ -8,18 +8,18 @@ must agree. The report (CSV, markdown, heatmap, best-drop-rate plot) is written 
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
-from rramfx.experiment.report import RESULTS_FILE, write_report
+from rramfx.experiment.report import RESULTS_FILE, load_results, write_report
 
 GRID = ("drop_rates", "fault_rates", "seeds")
 
 
 def main(out: str, *inputs: str) -> int:
-    data = [json.loads((Path(i) / RESULTS_FILE).read_text()) for i in inputs]
+    data = [load_results(i) for i in inputs]
     base = dict(data[0]["config"])
     for d, name in zip(data[1:], inputs[1:], strict=True):
         diffs = [k for k in base if k not in GRID and d["config"].get(k) != base[k]]
@@ -40,5 +40,13 @@ def main(out: str, *inputs: str) -> int:
     return 0
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", help="folder to write the merged sweep into")
+    ap.add_argument("inputs", nargs="+", help="sweep folders (each with a results.json) to merge")
+    return ap.parse_args(argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(*sys.argv[1:]))
+    args = parse_args()
+    raise SystemExit(main(args.out, *args.inputs))
