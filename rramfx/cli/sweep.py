@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from rramfx.checks import writable_folder
 from rramfx.cli.arguments import (
     add_data_args,
     add_device_arg,
@@ -114,6 +115,7 @@ def _config(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> SweepC
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the sweep the options describe and print its markdown table. Returns the number
     of failed cells (0: all done; capped at 125)."""
+    writable_folder("--out", args.out, SweepError)
     config = _config(args, args.sweep_defaults)
     try:
         sweep(config, args.out, device=resolve_device(args.device), progress=not args.quiet, **engine_options(args))

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rramfx.checks import writable_file
 from rramfx.cli.arguments import (
     add_data_args,
     add_device_arg,
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         print(f"{out} exists: nothing to train (pass --overwrite to train again, or another --out)")
         return 0
+    writable_file("--out", out)  # the model and OUT.ckpt go there: checked before the data is read
     device = rank_device(resolve_device(args.device))
     ranks = init_distributed(device)
     say = print if ranks.main else (lambda *_: None)
