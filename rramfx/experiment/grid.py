@@ -195,6 +195,9 @@ def _check_folder(path: Path, config: SweepConfig) -> None:
             stored = json.loads(results.read_text(encoding="utf-8")).get("config", {})
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
             raise ResultsFileError(f"'{results}' is not an rramfx sweep record ({e}); delete it to start over") from e
+        if not isinstance(stored, dict):
+            raise ResultsFileError(f"'{results}': field 'config' must be an object, got {type(stored).__name__}; "
+                                   "delete the file to start over")
         current = config.to_dict()
         defaults = SweepConfig().to_dict()  # a setting added since the folder was written had its default
         diffs = [f"{k}: {stored.get(k, defaults[k])!r} there, {current[k]!r} now" for k in current
