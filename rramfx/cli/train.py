@@ -100,12 +100,11 @@ def run(args: argparse.Namespace) -> int:
     """Train one cell (`train_cell`) from the command line, print its history and save the model with
     its data spec. An existing OUT is kept (unless --overwrite); Ctrl-C says how to resume. Under
     torchrun, one training on all ranks; rank 0 prints and saves (`rramfx.training.distributed`)."""
-    out = Path(args.out)
+    out = writable_file("--out", args.out)  # a folder, or no way to write the model and OUT.ckpt: refused now
     ckpt = out.with_name(out.name + ".ckpt")
     if out.exists() and not args.overwrite:
         print(f"{out} exists: nothing to train (pass --overwrite to train again, or another --out)")
         return 0
-    writable_file("--out", out)  # the model and OUT.ckpt go there: checked before the data is read
     device = rank_device(resolve_device(args.device))
     ranks = init_distributed(device)
     say = print if ranks.main else (lambda *_: None)
