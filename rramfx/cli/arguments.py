@@ -88,8 +88,10 @@ def image_size(text: str) -> int:
 def image_shape(text: str) -> tuple[int, int, int]:
     """``"3,32,32"`` → ``(3, 32, 32)``: one input's channels >= 1, height and width >= `MIN_IMAGE_SIZE`."""
     parts = text.split(",")
-    shape = tuple(_number(v, int, lambda v: v >= 1, "integers") if v.strip() else 0 for v in parts) \
-        if len(parts) == 3 else ()
+    try:
+        shape = tuple(_number(v, int, lambda v: True, "integers") for v in parts) if len(parts) == 3 else ()
+    except argparse.ArgumentTypeError:
+        shape = ()
     if len(shape) != 3 or shape[0] < 1 or min(shape[1:]) < MIN_IMAGE_SIZE:
         raise argparse.ArgumentTypeError(f"must be C,H,W (three integers, C >= 1, H and W >= {MIN_IMAGE_SIZE}) "
                                          f"such as 3,32,32, got {text!r}")
