@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rramfx.checks import unit_rate
+from rramfx.checks import unit_rate, writable_file
 from rramfx.errors import ArgumentError, PolicyError, PolicyFileError
 from rramfx.files import read_settings_file, write_atomic
 
@@ -132,7 +132,7 @@ class Policy:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy as JSON or TOML, chosen by the file's suffix."""
-        path = Path(path)
+        path = writable_file("Policy.save path", path)
         text = json.dumps(self.to_dict(), indent=2) + "\n" if _file_kind(path) == "json" else self._toml()
         return write_atomic(path, text)
 

@@ -26,10 +26,11 @@ def test_prepare_json_with_policy_file(tmp_path, capsys):
     (["--model", "tv:resnet19"], "unknown torchvision model 'tv:resnet19'"),
     (["--model", "nosuchpkg.mod:make"], "cannot import 'nosuchpkg.mod'"),
     (["--model", "timm:resnet18", "--policy", "/nonexistent/p.toml"], "policy file '/nonexistent/p.toml' does not"),
-    (["--model", "timm:resnet18", "--drop-rate", "1.5"], "Policy.drop_rate must be in [0, 1), got 1.5"),
+    (["--model", "timm:resnet18", "--policy", "{tmp}/p.json"], "Policy.drop_rate must be in [0, 1), got 1.5"),
 ])
-def test_errors_are_one_line_naming_the_culprit(args, needle, capsys):
-    assert main(["prepare", *args]) == 2
+def test_errors_are_one_line_naming_the_culprit(args, needle, capsys, tmp_path):
+    (tmp_path / "p.json").write_text('{"drop_rate": 1.5}')  # a bad --drop-rate flag: test_bad_inputs_cli
+    assert main(["prepare", *(a.replace("{tmp}", str(tmp_path)) for a in args)]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and err.count("\n") == 1
 

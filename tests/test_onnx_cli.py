@@ -72,8 +72,9 @@ def test_export_and_cost_count_the_same_tiles(tmp_path, capsys):
                 for n in model.graph.node for m in [node_meta(n)] if "crossbar" in m}
     assert exported == costed == {"stem": 4, "dw": 16, "grouped": 20}
     assert model_meta(model)["hardware"]["cells_per_weight"] == 2 and report["hardware"]["cells_per_weight"] == 2
-    assert main(["export", "--model", SPEC, "--out", str(out), "--tile", "16x0"]) == 2
-    assert "--tile must be two positive integers like 128x128, got '16x0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):  # a usage error, at parse time
+        main(["export", "--model", SPEC, "--out", str(out), "--tile", "16x0"])
+    assert "argument --tile: must be two positive integers like 128x128, got '16x0'" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not hasattr(rramfx, "save_prepared"), reason="rramfx.save_prepared not present")
@@ -101,15 +102,19 @@ def test_export_a_trained_model_file(tmp_path, capsys):
     (["inspect", "/nonexistent/m.onnx"], "ONNX file '/nonexistent/m.onnx' does not exist"),
     (["partition", "/nonexistent/m.onnx", "out"], "ONNX file '/nonexistent/m.onnx' does not exist"),
     (["export", "--model", "timm:resnet1", "--out", "x.onnx"], "unknown timm model 'timm:resnet1'"),
-    (["export", "--model", SPEC, "--out", "x.onnx", "--faults", "some"], "--faults must be 'inputs', 'none' or"),
-    (["export", "--model", SPEC, "--out", "x.onnx", "--input-size", "3,a"], "--input-size must be positive"),
+    (["export", "--model", SPEC, "--out", "x.onnx", "--faults", "some"], "argument --faults: must be 'inputs'"),
+    (["export", "--model", SPEC, "--out", "x.onnx", "--input-size", "3,a"], "argument --input-size: must be C,H,W"),
     (["export", "--model", SPEC, "--out", "x.onnx", "--faults", "3"], "the fault model draws no faults"),
     (["export", "--out", "x.onnx"], "give --model SPEC"),
     (["export", "--trained", "nope.pt", "--out", "x.onnx"], "model file 'nope.pt' does not exist"),
 ])
 def test_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as e:  # a bad flag value is argparse's usage error, as one line too
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "x.onnx").exists()

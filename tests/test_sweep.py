@@ -116,7 +116,7 @@ def test_cli_sweep_and_report(tmp_path, capsys):
 def test_cli_bad_rate_list(capsys):
     with pytest.raises(SystemExit):
         main(["sweep", "--model", "resnet20", "--dataset", "synthetic", "--drop-rates", "0,x", "--out", "o"])
-    assert "expected comma-separated numbers" in capsys.readouterr().err
+    assert "argument --drop-rates: expected comma-separated rates" in capsys.readouterr().err
 
 
 def test_structural_options_go_into_the_policy():

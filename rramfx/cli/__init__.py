@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from rramfx.errors import RramfxError
 from rramfx.version import __version__
@@ -16,8 +17,20 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 SUBCOMMANDS = ["prepare", "cost", "export", "partition", "inspect", "train", "evaluate", "sweep", "report"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the flag ("rramfx train: error: argument
+    --epochs: must be an integer >= 1, got '-1'"), exit code 2, as the toolkit's own errors in `main`;
+    the subcommand parsers are of this class too (argparse makes them with the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``rramfx`` parser with every subcommand of `SUBCOMMANDS`; flag values are checked as they are
+    parsed (`rramfx.cli.arguments`), so a bad value stops the command before any work."""
+    parser = _Parser(
         prog="rramfx", description="Prepare deep networks for fault-prone RRAM crossbar accelerators."
     )
     parser.add_argument("--debug", action="store_true",

@@ -6,6 +6,7 @@ import argparse
 
 from torch import nn
 
+from rramfx.cli.arguments import count, rate
 from rramfx.errors import ArgumentError
 from rramfx.models.spec import create_model
 from rramfx.models.weights import load_weights
@@ -21,9 +22,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True, we
     parser.add_argument("--model", required=required,
                         help="timm:NAME[.TAG], tv:NAME, pkg.module:factory, or a reference model name "
                              "(resnet20, vgg13, mobilenetv2, mini_mobilenet_<n>)")
-    parser.add_argument("--num-classes", type=int,
+    parser.add_argument("--num-classes", type=count,
                         help="number of outputs (default: the dataset's class count; 10 without a dataset)")
-    parser.add_argument("--in-chans", type=int,
+    parser.add_argument("--in-chans", type=count,
                         help="input channels (default: the dataset's channels; 3 without a dataset)")
     if weights:
         parser.add_argument("--weights", metavar="FILE",
@@ -37,8 +38,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, required: bool = True, we
 def add_policy_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--policy FILE`` and the ``--drop-rate``/``--fault-rate`` flags that override its fields."""
     parser.add_argument("--policy", help="policy file (.json or .toml); flags below override its fields")
-    parser.add_argument("--drop-rate", type=float, help="DropConnect rate p of RRAM layers in training")
-    parser.add_argument("--fault-rate", type=float, help="expected deployment fault rate p'")
+    parser.add_argument("--drop-rate", type=rate, help="DropConnect rate p of RRAM layers in training")
+    parser.add_argument("--fault-rate", type=rate, help="expected deployment fault rate p'")
 
 
 def model_from_args(args: argparse.Namespace, num_classes: int | None = None, in_chans: int | None = None

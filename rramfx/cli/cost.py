@@ -7,9 +7,9 @@ import warnings
 
 import torch
 
+from rramfx.cli.arguments import count, image_shape, positive_float
 from rramfx.cli.hardware import add_hardware_args, hardware_from_args
 from rramfx.cost.estimate import estimate_cost
-from rramfx.errors import ArgumentError
 from rramfx.models.recipe import ModelRecipe
 from rramfx.policy import Policy
 
@@ -24,31 +24,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "64-chip ISAAC accelerator and a CPU host (see docs/cost-model.md).")
     p.add_argument("model", metavar="MODEL",
                    help="timm:NAME, tv:NAME, pkg.module:factory, or a reference model name (resnet20, vgg13, ...)")
-    p.add_argument("--width", type=float, default=1.0,
+    p.add_argument("--width", type=positive_float, default=1.0,
                    help="channel multiplier: reference models are built wider, others widened (default 1)")
-    p.add_argument("--input-shape", default="3,32,32", metavar="C,H,W",
+    p.add_argument("--input-shape", type=image_shape, default=(3, 32, 32), metavar="C,H,W",
                    help="shape of one input; C is also the model's input channels (default 3,32,32)")
-    p.add_argument("--num-classes", type=int, default=10, help="number of outputs (default 10)")
+    p.add_argument("--num-classes", type=count, default=10, help="number of outputs (default 10)")
     p.add_argument("--policy", help="policy file (.json or .toml); default: rramfx.Policy(), the paper's")
     add_hardware_args(p, performance=True)
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.set_defaults(run=run)
 
 
-def _input_shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) < 1 or any(v <= 0 for v in shape):
-        raise ArgumentError(f"--input-shape must be positive integers like 3,32,32, got {text!r}")
-    return shape
-
-
 def run(args: argparse.Namespace) -> int:
     from rramfx.preparation import prepare
 
-    shape = _input_shape(args.input_shape)
+    shape = args.input_shape
     hardware = hardware_from_args(args)
     policy = Policy.from_file(args.policy) if args.policy else Policy()
     recipe = ModelRecipe(args.model, num_classes=args.num_classes, in_chans=shape[0], width=args.width)

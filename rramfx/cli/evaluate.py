@@ -10,7 +10,17 @@ from typing import Any
 import torch
 from torch import fx
 
-from rramfx.cli.arguments import DATASET_HELP, add_device_arg, dataset_name, rate_list, resolve_device
+from rramfx.cli.arguments import (
+    DATASET_HELP,
+    add_device_arg,
+    count,
+    dataset_name,
+    fraction,
+    image_size,
+    non_negative_int,
+    rate_list,
+    resolve_device,
+)
 from rramfx.cli.common import (
     add_model_args,
     add_policy_args,
@@ -48,24 +58,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", type=dataset_name, metavar="NAME",
                    help=f"dataset to evaluate on (default: the one the model was trained on): {DATASET_HELP}")
     p.add_argument("--data-dir", help="dataset directory (default: the training run's)")
-    p.add_argument("--image-size", type=int, help="pad/resize images to this side (default: the training run's)")
-    p.add_argument("--test-subset", type=int,
+    p.add_argument("--image-size", type=image_size, help="pad/resize images to this side (default: the training run's)")
+    p.add_argument("--test-subset", type=count,
                    help="evaluate on this many test images, seeded (default: the training run's subset, else all)")
-    p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
+    p.add_argument("--batch-size", type=count, default=256, help="evaluation batch size (default 256)")
     p.add_argument("--fault-rates", type=rate_list, default=(0.0, 0.1, 0.2, 0.3),
                    help="comma-separated fault rates (default 0,0.1,0.2,0.3)")
-    p.add_argument("--sa0-fraction", type=float, default=0.0,
+    p.add_argument("--sa0-fraction", type=fraction, default=0.0,
                    help="share of faulty cells stuck at SA0 instead of SA1 (default 0, the paper's setting)")
-    p.add_argument("--trials", type=int, default=100, help="simulated chips per fault rate (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="chip seed: chip i is drawn from chip_seed(seed, i)")
+    p.add_argument("--trials", type=count, default=100, help="simulated chips per fault rate (default 100)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="chip seed: chip i is drawn from chip_seed(seed, i)")
     p.add_argument("--recalibrate", action="store_true", help="re-estimate BN statistics for each fault rate")
-    p.add_argument("--recal-batches", type=int, default=None,
+    p.add_argument("--recal-batches", type=non_negative_int, default=None,
                    help="training batches for --recalibrate (default: the whole training set, as `rramfx sweep` "
                         "and SweepConfig.recal_batches; 0 also means all)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=count, default=1,
                    help="evaluate the chips in this many worker processes, in contiguous blocks of chips (default "
                         "1: in this process); the accuracies equal the serial run's, chip for chip")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=count,
                    help="torch threads per worker (default: the cores available // --workers, at least 1; with "
                         "--workers 1, torch's own default)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

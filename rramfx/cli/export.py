@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from rramfx.cli.arguments import count, image_shape, rate
 from rramfx.cli.common import add_model_args, add_policy_args, model_from_args, policy_from_args
 from rramfx.cli.hardware import add_hardware_args, hardware_from_args
 from rramfx.errors import ArgumentError
@@ -28,30 +29,32 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--fault-rate then sets the deployment p'. Its input shape, normalisation and class names "
                         "go into the ONNX metadata (rramfx.preprocessing, rramfx.class_names)")
     p.add_argument("--out", required=True, help="ONNX file to write")
-    p.add_argument("--faults", default="none", metavar="inputs|none|SEED",
+    p.add_argument("--faults", type=_fault_mode, default="none", metavar="inputs|none|SEED",
                    help="'none': clean deployment graph (default); 'inputs': fault codes are graph inputs "
                         "(for ort_monte_carlo); an integer SEED: bake in the chip drawn with that seed")
-    p.add_argument("--sa1", type=float, help="SA1 rate of the fault model (default: the policy's fault_rate)")
-    p.add_argument("--sa0", type=float, default=0.0, help="SA0 rate of the fault model (default 0)")
-    p.add_argument("--input-size",
+    p.add_argument("--sa1", type=rate, help="SA1 rate of the fault model (default: the policy's fault_rate)")
+    p.add_argument("--sa0", type=rate, default=0.0, help="SA0 rate of the fault model (default 0)")
+    p.add_argument("--input-size", type=image_shape, metavar="C,H,W",
                    help="C,H,W of one input (default: a --trained model's input shape, else IN_CHANS,32,32)")
     add_hardware_args(p, performance=False)
-    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--opset", type=count, help="ONNX opset (default: the exporter's)")
     p.add_argument("--no-prescale", action="store_true",
                    help="clean graph only: keep RRAM weights as trained instead of x 1/(1-p')")
     p.set_defaults(run=run)
 
 
+def _fault_mode(text: str) -> str:
+    """``--faults``: 'none', 'inputs' or a chip seed (an integer >= 0), as a lower-case string."""
+    mode = text.strip().lower()
+    if mode not in ("none", "inputs") and not mode.isdigit():
+        raise argparse.ArgumentTypeError(f"must be 'inputs', 'none' or a non-negative integer seed, got {text!r}")
+    return mode
+
+
 def _input_size(args: argparse.Namespace) -> tuple[int, ...]:
     if args.input_size is None:
         return tuple(args.trained_shape) if getattr(args, "trained_shape", None) else (args.in_chans or 3, 32, 32)
-    try:
-        size = tuple(int(v) for v in args.input_size.split(","))
-    except ValueError:
-        size = ()
-    if not size or any(v <= 0 for v in size):
-        raise ArgumentError(f"--input-size must be positive integers like 3,32,32, got {args.input_size!r}")
-    return size
+    return args.input_size
 
 
 def _prepared(args: argparse.Namespace):
@@ -85,14 +88,14 @@ def _prepared(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import torch  # heavy imports only when the command runs
 
+    from rramfx.checks import writable_file
     from rramfx.crossbar.chip import crossbar_layers, inject_faults
     from rramfx.crossbar.faults import FaultModel
     from rramfx.graph.record import rramfx_meta
     from rramfx.onnx.export import export_onnx
 
-    mode = args.faults.strip().lower()
-    if mode not in ("none", "inputs") and not mode.isdigit():
-        raise ArgumentError(f"--faults must be 'inputs', 'none' or a non-negative integer seed, got {args.faults!r}")
+    mode = args.faults
+    out = writable_file("--out", args.out)  # before the model is built and traced
     hardware = hardware_from_args(args)
     size = _input_size(args) if args.input_size is not None else None  # checked before the slow part
     with warnings.catch_warnings(record=True) as caught:
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             faults = inject_faults(gm, fault_model, seed=int(mode))
         else:
             faults = None if mode == "none" else "inputs"
-        path = export_onnx(gm, example, args.out, faults=faults, opset=args.opset, fault_model=fault_model,
+        path = export_onnx(gm, example, out, faults=faults, opset=args.opset, fault_model=fault_model,
                            hardware=hardware, prescale=not args.no_prescale,
                            class_names=getattr(args, "class_names", None),
                            preprocessing=getattr(args, "preprocessing", None))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from rramfx.cli.arguments import count
 from rramfx.crossbar.hardware import PAPER_CHIPS, Hardware
-from rramfx.errors import ArgumentError
 
 __all__ = ["add_hardware_args", "hardware_from_args", "parse_tile"]
 
@@ -18,28 +18,28 @@ __all__ = ["add_hardware_args", "hardware_from_args", "parse_tile"]
 def add_hardware_args(parser: argparse.ArgumentParser, *, performance: bool) -> None:
     """Add ``--tile`` and ``--cells-per-weight`` to ``parser``, and ``--chips`` with ``performance``
     (the figures only the cost model reads)."""
-    parser.add_argument("--tile", default="128x128", metavar="ROWSxCOLS",
+    parser.add_argument("--tile", type=parse_tile, default="128x128", metavar="ROWSxCOLS",
                         help="crossbar array size for the tile counts (default 128x128)")
-    parser.add_argument("--cells-per-weight", type=int, default=1,
+    parser.add_argument("--cells-per-weight", type=count, default=1,
                         help="cells holding one weight, side by side (default 1: an 8-bit weight per cell)")
     if performance:
-        parser.add_argument("--chips", type=int, default=PAPER_CHIPS,
+        parser.add_argument("--chips", type=count, default=PAPER_CHIPS,
                             help=f"accelerator chips (default {PAPER_CHIPS})")
 
 
 def parse_tile(text: str) -> tuple[int, int]:
-    """``"128x128"`` → ``(128, 128)``; anything else raises `rramfx.ArgumentError` naming ``--tile``."""
+    """``--tile``: ``"128x128"`` → ``(128, 128)``; anything else is an argparse usage error naming the flag."""
     try:
         rows, cols = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ArgumentError(f"--tile must look like 128x128, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must look like 128x128, got {text!r}") from None
     if rows < 1 or cols < 1:
-        raise ArgumentError(f"--tile must be two positive integers like 128x128, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be two positive integers like 128x128, got {text!r}")
     return rows, cols
 
 
 def hardware_from_args(args: argparse.Namespace) -> Hardware:
-    """The `rramfx.Hardware` of the arguments `add_hardware_args` added; a bad ``--tile`` raises
-    `rramfx.ArgumentError`, a bad count `rramfx.CostError` naming the `Hardware` field."""
-    return Hardware(tile=parse_tile(args.tile), cells_per_weight=args.cells_per_weight,
+    """The `rramfx.Hardware` of the arguments `add_hardware_args` added (their values were checked when
+    parsed; a combination `Hardware` refuses is a `rramfx.CostError` naming its field)."""
+    return Hardware(tile=args.tile, cells_per_weight=args.cells_per_weight,
                     chips=getattr(args, "chips", PAPER_CHIPS))

@@ -18,8 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rramfx.checks import writable_folder
     from rramfx.onnx.partition import partition_onnx
 
+    writable_folder("OUT_DIR", args.out_dir)
     plan = partition_onnx(args.model, args.out_dir)
     print(plan.summary())
     print(f"\nwrote {len(plan.segments)} segments and manifest.json to {args.out_dir}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rramfx.checks import writable_folder
 from rramfx.experiment.report import RESULTS_FILE, write_report
 
 __all__ = ["register", "run"]
@@ -24,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Re-render a sweep folder's tables and plots and print the markdown table."""
     out = Path(args.out)
-    paths = write_report(out.parent if out.is_file() and out.name == RESULTS_FILE else out)
+    folder = out.parent if out.is_file() and out.name == RESULTS_FILE else out
+    if folder.is_dir():  # a missing folder is reported by write_report (no results.json)
+        writable_folder("OUT", folder)  # the tables and plots are written beside results.json
+    paths = write_report(folder)
     print(paths["markdown"].read_text(encoding="utf-8"))
     for name, path in paths.items():
         if name != "markdown":

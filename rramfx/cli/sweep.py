@@ -9,13 +9,19 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from rramfx.checks import writable_folder
 from rramfx.cli.arguments import (
     add_data_args,
     add_device_arg,
     add_engine_args,
     add_speed_args,
+    count,
     engine_options,
+    fraction,
     int_list,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
     rate_list,
     resolve_device,
 )
@@ -42,9 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "with other values than their defaults override it")
     p.add_argument("--model", help="timm:NAME, tv:NAME, pkg.module:factory, or a reference model "
                                                   "(resnet20, vgg13, mobilenetv2, mini_mobilenet_<n>)")
-    p.add_argument("--num-classes", type=int, help="number of outputs (default: the dataset's)")
-    p.add_argument("--in-chans", type=int, help="model input channels (default: the dataset's)")
-    p.add_argument("--width", type=float, default=1.0,
+    p.add_argument("--num-classes", type=count, help="number of outputs (default: the dataset's)")
+    p.add_argument("--in-chans", type=count, help="model input channels (default: the dataset's)")
+    p.add_argument("--width", type=positive_float, default=1.0,
                    help="channel multiplier: reference models are built wider, others widened (default 1)")
     add_data_args(p, required=False)
     p.add_argument("--drop-rates", type=rate_list, default=(0.0, 0.1, 0.2, 0.3, 0.4),
@@ -54,18 +60,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int_list, default=(0,),
                    help="training seeds (default 0, as SweepConfig.seeds: the spread shown is over chips; give "
                         "several, e.g. 0,1,2, for the spread over training seeds too)")
-    p.add_argument("--trials", type=int, default=100, help="simulated chips per cell (default 100)")
-    p.add_argument("--chip-seed", type=int, default=0, help="seed of the simulated chips (default 0)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs per model (default 10)")
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default 0.1)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    p.add_argument("--trials", type=count, default=100, help="simulated chips per cell (default 100)")
+    p.add_argument("--chip-seed", type=non_negative_int, default=0, help="seed of the simulated chips (default 0)")
+    p.add_argument("--epochs", type=count, default=10, help="training epochs per model (default 10)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate (default 0.1)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default cosine)")
     p.add_argument("--no-augment", action="store_true", help="no random crops or flips in training")
     p.add_argument("--no-recalibrate", action="store_true", help="skip BN recalibration (keep the 1/(1-p') scale)")
-    p.add_argument("--recal-batches", type=int,
+    p.add_argument("--recal-batches", type=count,
                    help="training batches per BN recalibration (default: all, one pass over the training set, "
                         "as SweepConfig.recal_batches and rramfx evaluate)")
-    p.add_argument("--sa0-fraction", type=float, default=0.0,
+    p.add_argument("--sa0-fraction", type=fraction, default=0.0,
                    help="share of faulty cells stuck at SA0 instead of SA1 (default 0, the paper's setting)")
     p.add_argument("--rram-1x1", action="store_true", help="put 1x1 convolutions on RRAM too (paper's Fig. 7)")
     p.add_argument("--pad-shortcuts", action="store_true",
@@ -109,6 +115,7 @@ def _config(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> SweepC
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the sweep the options describe and print its markdown table. Returns the number
     of failed cells (0: all done; capped at 125)."""
+    writable_folder("--out", args.out, SweepError)
     config = _config(args, args.sweep_defaults)
     try:
         sweep(config, args.out, device=resolve_device(args.device), progress=not args.quiet, **engine_options(args))

@@ -11,7 +11,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rramfx.cli.arguments import add_data_args, add_device_arg, add_speed_args, resolve_device
+from rramfx.checks import writable_file
+from rramfx.cli.arguments import (
+    add_data_args,
+    add_device_arg,
+    add_speed_args,
+    count,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    resolve_device,
+)
 from rramfx.cli.common import add_model_args, add_policy_args, policy_from_args
 from rramfx.errors import ArgumentError
 from rramfx.experiment.cells import CellData, DataSpec, TrainKey, TrainSettings, train_cell
@@ -35,17 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "interrupted; an existing OUT is kept unless --overwrite.",
     )
     add_model_args(p)
-    p.add_argument("--width", type=float, default=1.0,
+    p.add_argument("--width", type=positive_float, default=1.0,
                    help="channel multiplier: reference models are built wider, others widened (default 1)")
     add_policy_args(p)
     add_data_args(p)
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
-    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate of SGD (default 0.1)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    p.add_argument("--epochs", type=count, default=10, help="training epochs (default 10)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="peak learning rate of SGD (default 0.1)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="weight decay (default 5e-4)")
     p.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning-rate schedule (default cosine)")
     p.add_argument("--no-augment", action="store_true", help="no random crops or flips")
     add_speed_args(p)
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="training seed (default 0)")
     p.add_argument("--out", required=True, help="file to write the trained model to (.pt)")
     p.add_argument("--overwrite", action="store_true", help="train again even if OUT exists (default: skip)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing OUT.ckpt and start over")
@@ -90,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     """Train one cell (`train_cell`) from the command line, print its history and save the model with
     its data spec. An existing OUT is kept (unless --overwrite); Ctrl-C says how to resume. Under
     torchrun, one training on all ranks; rank 0 prints and saves (`rramfx.training.distributed`)."""
-    out = Path(args.out)
+    out = writable_file("--out", args.out)  # a folder, or no way to write the model and OUT.ckpt: refused now
     ckpt = out.with_name(out.name + ".ckpt")
     if out.exists() and not args.overwrite:
         print(f"{out} exists: nothing to train (pass --overwrite to train again, or another --out)")

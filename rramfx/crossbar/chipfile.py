@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rramfx.checks import writable_file
 from rramfx.crossbar.cellfaults import CellFaults
 from rramfx.crossbar.faults import CODE_NAMES, SA0, SA1, FaultSet
 from rramfx.crossbar.hardware import Hardware
@@ -130,7 +131,7 @@ class Chip:
 
     def save(self, path: str | Path) -> Path:
         """Write the chip file (atomically, with its checksum)."""
-        return save_checked_json(path, CHIP_FORMAT, 1, self.to_dict(), indent=None)
+        return save_checked_json(writable_file("Chip.save path", path), CHIP_FORMAT, 1, self.to_dict(), indent=None)
 
     @classmethod
     def load(cls, path: str | Path) -> Chip:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rramfx.checks import seed_int, unit_rate
+from rramfx.checks import seed_int, unit_rate, writable_file
 from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, FaultSetFileError
 from rramfx.files import load_checked_torch, save_checked_torch
 from rramfx.tensor_checks import check_fault_codes
@@ -220,6 +220,7 @@ class FaultSet(Mapping[str, torch.Tensor]):
 
     def save(self, path: str | Path) -> Path:
         """Write the chip to a file (a torch archive of plain data, loadable with weights_only)."""
+        path = writable_file("FaultSet.save path", path)
         return save_checked_torch(path, "rramfx.FaultSet", 2, {"fault_model": self.fault_model.to_dict(),
                                                                  "seed": self.seed, "codes": self._codes})
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from rramfx.checks import writable_folder
 from rramfx.engines import Engine, Outcome, Task, make_engine
 from rramfx.errors import ArgumentTypeError, CellsFailedError, ResultsFileError, SweepError
 from rramfx.experiment.config import GRID_FIELDS, SweepConfig
@@ -80,7 +81,7 @@ def sweep(
     """
     if not isinstance(config, SweepConfig):
         raise ArgumentTypeError(f"sweep: config must be an rramfx.SweepConfig, got {type(config).__name__}")
-    path = Path(out_dir)
+    path = writable_folder("sweep out_dir", out_dir, SweepError)  # before any cell runs
     _check_folder(path, config)
     job = SweepJob(config, str(path), str(torch.device(device)), loaders, model_fn)
     runner = _Runner(job, log or (lambda _msg: None), cpus_per_cell, gpus_per_cell)
@@ -188,14 +189,15 @@ def _wanted(rows: list[dict[str, Any]], config: SweepConfig) -> list[dict[str, A
 def _check_folder(path: Path, config: SweepConfig) -> None:
     """Create the folder, or check that what it holds was trained the way ``config`` trains: only the
     grid and the evaluation settings may differ."""
-    if path.exists() and not path.is_dir():
-        raise SweepError(f"the sweep's output folder '{path}' is a file; choose a folder")
     results = path / RESULTS_FILE
     if results.is_file():
         try:
             stored = json.loads(results.read_text(encoding="utf-8")).get("config", {})
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
             raise ResultsFileError(f"'{results}' is not an rramfx sweep record ({e}); delete it to start over") from e
+        if not isinstance(stored, dict):
+            raise ResultsFileError(f"'{results}': field 'config' must be an object, got {type(stored).__name__}; "
+                                   "delete the file to start over")
         current = config.to_dict()
         defaults = SweepConfig().to_dict()  # a setting added since the folder was written had its default
         diffs = [f"{k}: {stored.get(k, defaults[k])!r} there, {current[k]!r} now" for k in current

@@ -35,17 +35,56 @@ SUMMARY_COLUMNS = ("drop_rate", "fault_rate", "accuracy", "seed_std", "chip_std"
 
 
 def load_results(out_dir: str | Path) -> dict[str, Any]:
-    """The ``{"config": ..., "rows": [...]}`` record of a sweep folder."""
+    """The ``{"config": ..., "rows": [...]}`` record of a sweep folder, its rows checked (`check_rows`):
+    a record that is not an object, a row with a missing or non-numeric field, or a (drop rate, fault
+    rate, seed) listed twice is a `ResultsFileError` naming the file, the row and the field."""
     path = Path(out_dir) / RESULTS_FILE
     if not path.is_file():
         raise ResultsFileError(f"no {RESULTS_FILE} in '{out_dir}': run `rramfx sweep --out {out_dir}` first")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ResultsFileError(f"'{path}' is not valid JSON ({e}); delete it to recompute the sweep") from e
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise ResultsFileError(f"'{path}' is not an rramfx sweep record (no 'rows' list)")
+    if not isinstance(data.get("config", {}), dict):
+        raise ResultsFileError(f"'{path}': field 'config' must be an object, got {type(data['config']).__name__}")
+    check_rows(data["rows"], path)
     return data
+
+
+#: The fields every result row needs, and the range of each (the row's key is drop rate, fault rate, seed).
+_ROW_FIELDS = {"drop_rate": (0.0, 1.0), "fault_rate": (0.0, 1.0), "seed": (0, math.inf), "accuracy": (0.0, 1.0)}
+#: Fields a row may hold that `summarize` averages: numbers when present.
+_OPTIONAL_NUMBERS = ("chip_std", "clean_accuracy")
+
+
+def check_rows(rows: list[Any], path: str | Path) -> None:
+    """Refuse result rows that would be averaged wrongly: a row that is not an object, a field of
+    ``_ROW_FIELDS`` missing, not a finite number or out of range (a seed must be an integer), an optional
+    number that is not one, or the same (drop rate, fault rate, seed) twice. A duplicated row is refused
+    rather than dropped, even when identical: `rramfx.sweep` writes each key once, so a repeat means the file
+    was edited or merged by hand, and averaging it in would count one training seed twice."""
+    seen: dict[tuple[float, float, int], int] = {}
+    for i, row in enumerate(rows):
+        where = f"'{path}' row {i}"
+        if not isinstance(row, dict):
+            raise ResultsFileError(f"{where} must be an object with {', '.join(_ROW_FIELDS)}, got {row!r:.60}")
+        for name, (low, high) in _ROW_FIELDS.items():
+            value = row.get(name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or not low <= value <= high or (name == "seed" and not isinstance(value, int)):
+                kind = "an integer >= 0" if name == "seed" else f"a number in [{low:g}, {high:g}]"
+                raise ResultsFileError(f"{where}: field '{name}' must be {kind}, got {value!r:.60}; "
+                                       "delete the file to rebuild it from the sweep's cells")
+        for name in _OPTIONAL_NUMBERS:
+            if name in row and (isinstance(row[name], bool) or not isinstance(row[name], (int, float))):
+                raise ResultsFileError(f"{where}: field '{name}' must be a number, got {row[name]!r:.60}")
+        key = (round(float(row["drop_rate"]), 6), round(float(row["fault_rate"]), 6), row["seed"])
+        if key in seen:
+            raise ResultsFileError(f"{where} repeats row {seen[key]} (drop_rate {key[0]:g}, fault_rate {key[1]:g}, "
+                                   f"seed {key[2]}): one training seed would count twice; remove the duplicate")
+        seen[key] = i
 
 
 def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -181,6 +220,7 @@ __all__ = [
     "ReportError",
     "best_drop_rates",
     "chance_level",
+    "check_rows",
     "load_results",
     "markdown_table",
     "summarize",

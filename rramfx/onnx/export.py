@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import fx
 
+from rramfx.checks import writable_file
 from rramfx.crossbar.chip import apply_faults, clear_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet
 from rramfx.crossbar.hardware import Hardware, resolve_hardware
@@ -84,7 +85,10 @@ def export_onnx(
     dynamic). ``class_names`` (output index -> name) and ``preprocessing`` (``mean``/``std`` per channel
     of [0, 1] pixels) go into the file's metadata, with the input shape, so that whoever holds only the
     ``.onnx`` file can feed it (``rramfx.class_names``, ``rramfx.preprocessing``). Returns the written path.
+    An unwritable ``path`` (a folder, a file among its parents, a read-only folder) is an `ArgumentError`
+    before the export starts.
     """
+    path = writable_file("export_onnx path", path)
     placement, policy, args, mode = _check_inputs(gm, example_inputs, faults)
     data_props = _data_metadata(args[0], class_names, preprocessing)
     hw = resolve_hardware(hardware, tile, where="export_onnx")
@@ -96,7 +100,7 @@ def export_onnx(
     _annotate(model, infos, placement, protect_faults=mode != "none")
     model.metadata_props.update(_model_metadata(policy, placement, mode, hw, batch, fault_meta))
     model.metadata_props.update(data_props)
-    return _save_checked(model, Path(path))
+    return _save_checked(model, path)
 
 
 def _check_inputs(gm: fx.GraphModule, example_inputs: Any, faults: Any

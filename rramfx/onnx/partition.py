@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rramfx.checks import writable_folder
 from rramfx.errors import OnnxError, OnnxFileError
 from rramfx.files import sha256_hex, write_atomic
 from rramfx.onnx import meta as M
@@ -27,13 +28,14 @@ if TYPE_CHECKING:
 
 def partition_onnx(path: str | Path, out_dir: str | Path) -> Plan:
     """Split the annotated model at ``path`` into maximal same-device segments saved in ``out_dir``
-    (``NN_<device>.onnx``, each checked with onnx.checker) with a ``manifest.json``; returns the `Plan`."""
+    (``NN_<device>.onnx``, each checked with onnx.checker) with a ``manifest.json``; returns the `Plan`.
+    An ``out_dir`` that cannot be created or written is an `ArgumentError` before the model is read."""
     import onnx
 
+    out_dir = writable_folder("partition_onnx out_dir", out_dir)
     path = Path(path)
     model = M.load_annotated(path)
     plan, groups, types = make_plan(model, str(path))
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_old_segments(out_dir)
     for seg, grp in zip(plan.segments, groups, strict=True):

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rramfx.checks import writable_file
 from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ModelFileError, TrainError
 from rramfx.evaluation.chips import evaluate
@@ -156,7 +157,10 @@ def run_training(gm: nn.Module, train_loader: Iterable[Any], options: TrainOptio
     Transactional: the first batch is checked against the model before anything changes
     (`check_first_batch`), and on any failure (a bad batch, a checkpoint of another model, a diverged
     loss or non-finite weights, ``KeyboardInterrupt``) ``gm``'s weights, buffers and training flags are
-    restored before the error goes on (`TrainingTransaction`)."""
+    restored before the error goes on (`TrainingTransaction`). An unwritable ``checkpoint`` path is an
+    `ArgumentError` before the first batch."""
+    if checkpoint is not None:
+        writable_file("checkpoint", checkpoint)
     check_first_batch(gm, train_loader)
     with TrainingTransaction(gm):
         return _train_unchecked(gm, train_loader, options, val_loader=val_loader, checkpoint=checkpoint,

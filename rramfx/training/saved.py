@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from rramfx.checks import writable_file
 from rramfx.errors import ModelFileError
 from rramfx.files import load_checked_torch, save_checked_torch
 from rramfx.graph.record import rramfx_meta
@@ -42,6 +43,7 @@ def save_prepared(path: str | Path, gm: fx.GraphModule, *, model: str, model_kwa
     ``class_names``, ``train_subset``, ``test_subset``: see `rramfx.data.ImageData.describe`), which
     ``rramfx evaluate``/``export``/``sweep`` use unless told otherwise.
     """
+    path = writable_file("save_prepared path", path)
     policy = policy if policy is not None else rramfx_meta(gm).get("policy", {})
     state = {k: v.detach().cpu() for k, v in gm.state_dict().items()}
     record = {"model": model, "model_kwargs": dict(model_kwargs or {}), "policy": dict(policy),
