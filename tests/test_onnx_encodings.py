@@ -92,15 +92,16 @@ def test_read_weights_baked_match_pytorch(setup, encoding, pattern):
 def test_export_chip_from_the_command_line(tmp_path, capsys):
     hardware = ENCODINGS["bit_sliced_column"]
     torch.manual_seed(0)
-    gm = rramfx.prepare(ConvNet(), Policy(fault_rate=0.1)).eval()
+    net = ConvNet()
+    state = tmp_path / "w.pt"
+    torch.save(net.state_dict(), state)
+    gm = rramfx.prepare(net, Policy(fault_rate=0.1)).eval()
     arrays = rramfx.crossbar_map(gm, hardware).arrays
     chip_file = Chip.draw(Lines(wordline=0.1, bitline=0.05), arrays, hardware, seed=2).save(tmp_path / "chip.json")
-    state = tmp_path / "w.pt"
-    torch.save(gm.state_dict(), state)
     out = tmp_path / "chip.onnx"
     argv = ["export", "--model", "tests.test_onnx_encodings:ConvNet", "--fault-rate", "0.1", "--out", str(out),
-            "--input-size", "3,8,8", "--chip", str(chip_file)]
-    torch.manual_seed(0)  # the CLI builds the same untrained ConvNet
+            "--input-size", "3,8,8", "--chip", str(chip_file), "--weights", str(state)]
+    torch.manual_seed(1)  # the weights come from the file, not the seed
     assert main(argv) == 0
     assert f"fault mode read weights of chip {chip_file}" in capsys.readouterr().out
     meta = model_meta(onnx.load(out))
