@@ -1,6 +1,11 @@
 """Policy.train_faults: a fault pattern drawn per training step in place of DropConnect."""
 
 import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,3 +137,37 @@ def test_recalibration_runs_dropconnect_and_keeps_the_train_faults():
         assert all(m.train_faults is None and m.drop_rate == 0.1 for m in rramfx.crossbar_layers(g).values())
     assert all(m.train_faults is not None for m in rramfx.crossbar_layers(g).values())
     assert set(before) == set(rramfx.crossbar_layers(g))
+
+
+def test_rramfx_train_with_the_dropconnect_case_equals_drop_rate_and_the_policy_is_saved(tmp_path):
+    from rramfx.training.saved import load_prepared, save_prepared
+
+    from .tiny import TinyNet, loaders
+
+    train, _ = loaders(n_train=128)
+    runs = {}
+    for name, policy in (("drop", Policy(drop_rate=0.3)),
+                         ("faults", Policy(train_faults={"pattern": {"kind": "independent", "sa1": 0.3}})),
+                         ("lines", Policy(train_faults={"pattern": {"kind": "lines", "wordline": 0.2}}))):
+        torch.manual_seed(0)
+        gm = rramfx.prepare(TinyNet(), policy)
+        rramfx.train(gm, train, 1, progress=False, seed=3)
+        runs[name] = gm
+    for k, v in runs["drop"].state_dict().items():
+        assert torch.equal(v, runs["faults"].state_dict()[k]), k
+    assert not torch.equal(runs["drop"].state_dict()["conv1.weight"], runs["lines"].state_dict()["conv1.weight"])
+    path = save_prepared(tmp_path / "m.pt", runs["lines"], model="tests.tiny:TinyNet",
+                         model_kwargs={"in_chans": 1, "num_classes": 4})
+    loaded, record = load_prepared(path)
+    assert record["policy"]["train_faults"] == {"pattern": {"kind": "lines", "wordline": 0.2}}
+    assert all(m.train_faults is not None for m in rramfx.crossbar_layers(loaded).values())
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_quick():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "train_faults.py", "--quick"], cwd=root / "benchmarks", capture_output=True,
+                         text=True, timeout=600, check=True, env={**os.environ, "PYTHONPATH": str(root)}).stdout
+    rows = re.findall(r"(?m)^(\S+)\s+(\d+\.\d)\s+(\d+\.\d{3})\s+(\d+\.\d{3})$", out)
+    assert [r[0] for r in rows][:2] == ["plain", "dropconnect"] and len(rows) == 8, out
+    assert all(float(r[2]) > 0 for r in rows)
