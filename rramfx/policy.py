@@ -46,6 +46,13 @@ class Policy:
     ``drop_rate`` is the DropConnect rate p of RRAM layers in training, ``fault_rate`` the stuck-at
     rate p' expected on the chip; faulty inference scales RRAM weights by 1/(1-p').
 
+    ``train_faults``: instead of DropConnect, every training step reads each RRAM layer's weight
+    through a fault pattern drawn afresh (`rramfx.crossbar.trainfaults`): an `rramfx.CellFaults` or its
+    ``to_dict()`` form (``{"pattern": {"kind": "lines", "wordline": 0.02}, "hardware": {"encoding":
+    "bit_sliced"}}``; ``kind`` and ``hardware`` may be left out). Kept as that plain dict, checked in
+    full when the model is prepared. Independent SA1 at rate p on single cells is DropConnect at p, bit
+    for bit. Give ``drop_rate`` or ``train_faults``, not both.
+
     Structural passes, run by `rramfx.prepare` before placement in the order bottleneck → pad → widen
     (all off by default):
 
@@ -71,6 +78,7 @@ class Policy:
     widen: float = 1.0
     widen_preserve_function: bool = False
     widen_divisor: int = 1
+    train_faults: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         for name in ("drop_rate", "fault_rate"):
@@ -90,6 +98,11 @@ class Policy:
         d = self.widen_divisor
         if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DIVISOR:
             raise PolicyError(f"Policy.widen_divisor must be an integer in [1, {MAX_DIVISOR}], got {d!r}")
+        object.__setattr__(self, "train_faults", _normalise_train_faults(self.train_faults))
+        if self.train_faults is not None and self.drop_rate > 0:
+            raise PolicyError("Policy.train_faults replaces DropConnect in training: give drop_rate or "
+                              "train_faults, not both (DropConnect at p is train_faults "
+                              "{'pattern': {'kind': 'independent', 'sa1': p}})")
 
     @property
     def structural(self) -> bool:
@@ -103,6 +116,7 @@ class Policy:
         d["overrides"] = dict(self.overrides)
         d["bottleneck"] = list(self.bottleneck)
         d["pad_1x1"] = list(self.pad_1x1)
+        d["train_faults"] = None if self.train_faults is None else json.loads(json.dumps(self.train_faults))
         return d
 
     @classmethod
@@ -139,7 +153,7 @@ class Policy:
     def _toml(self) -> str:
         lines = []
         for key, value in self.to_dict().items():
-            if key != "overrides":
+            if key != "overrides" and value is not None:  # TOML has no null: a missing key is the default
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
         lines.append("[overrides]  # module-path glob -> device, applied in order")
@@ -152,6 +166,8 @@ def _toml_value(value: Any) -> str:
     TOML: surrogate pairs)."""
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table
+        return "{" + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     if not isinstance(value, str):
         return json.dumps(value)
     out = []
@@ -220,6 +236,21 @@ def _normalise_pad(value: Any) -> tuple[str, ...]:
                 f"Policy.pad_1x1 entries must be 'all', 'shortcut' or non-empty module-path globs, got {s!r}"
             )
     return items
+
+
+def _normalise_train_faults(value: Any) -> dict[str, Any] | None:
+    """None, or the spec as plain JSON data (a fault model object by its ``to_dict()``)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) and callable(getattr(value, "to_dict", None)):
+        value = value.to_dict()
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"Policy.train_faults must be an rramfx.CellFaults or a dict like "
+                          f"{{'pattern': {{'kind': 'lines', 'wordline': 0.02}}}}, got {type(value).__name__}")
+    try:
+        return json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise PolicyError(f"Policy.train_faults must hold plain data (numbers, strings, lists, dicts): {e}") from None
 
 
 def _normalise_overrides(value: Any) -> tuple[tuple[str, str], ...]:

@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faults", type=_fault_mode, default="none", metavar="inputs|none|SEED",
                    help="'none': clean deployment graph (default); 'inputs': fault codes are graph inputs "
                         "(for ort_monte_carlo); an integer SEED: bake in the chip drawn with that seed")
+    p.add_argument("--chip", metavar="FILE",
+                   help="a tested chip file (rramfx.Chip.save): bake the weights its crossbars read (its encoding, "
+                        "its stuck cells, x 1/(1-p')) into the graph; the RRAM layers take its arrays in module "
+                        "order, and its array size and encoding are the ones annotated")
     p.add_argument("--sa1", type=rate, help="SA1 rate of the fault model (default: the policy's fault_rate)")
     p.add_argument("--sa0", type=rate, default=0.0, help="SA0 rate of the fault model (default 0)")
     p.add_argument("--input-size", type=image_shape, metavar="C,H,W",
@@ -85,6 +89,50 @@ def _prepared(args: argparse.Namespace):
     return gm.eval()
 
 
+def _chip(args: argparse.Namespace, mode: str):
+    """The --chip file's `rramfx.Chip`, or None; checked against the flags it cannot go with."""
+    if getattr(args, "chip", None) is None:
+        return None
+    if mode != "none":
+        raise ArgumentError(f"--chip bakes that chip's read weights in: drop --faults {args.faults}")
+    if args.no_prescale:
+        raise ArgumentError("--no-prescale is for the clean graph only: a --chip graph reads its weights x 1/(1-p')")
+    from rramfx.crossbar.chipfile import Chip
+
+    return Chip.load(args.chip)
+
+
+def _export_on_chip(gm, example, chip, args: argparse.Namespace, hardware, out):
+    """Export the clean graph, then bake in the weights ``chip``'s crossbars read (naive mapping,
+    `rramfx.Chip.fault_set`; a model needing more arrays than the chip has raises `FaultError` saying
+    how many, before the export), with `rramfx.onnx.chip_sessions.bake_read_weights`."""
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    import torch
+
+    from rramfx.crossbar.chip import crossbar_layers
+    from rramfx.files import write_atomic
+    from rramfx.onnx.chip_sessions import bake_read_weights
+    from rramfx.onnx.export import export_onnx
+
+    layers = crossbar_layers(gm)
+    faults = chip.fault_set(layers)
+    with torch.no_grad():
+        weights = {p: faults.fault_model.read_weight(layers[p].weight.detach(), codes,
+                                                     1.0 / (1.0 - layers[p].fault_rate) if layers[p].fault_rate > 0
+                                                     else 1.0)
+                   for p, codes in faults.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        clean = export_onnx(gm, example, Path(tmp) / "clean.onnx", opset=args.opset, hardware=hardware,
+                            class_names=getattr(args, "class_names", None),
+                            preprocessing=getattr(args, "preprocessing", None))
+        model = bake_read_weights(clean, weights)
+    onnx.checker.check_model(model, full_check=True)
+    return write_atomic(out, model.SerializeToString())
+
+
 def run(args: argparse.Namespace) -> int:
     import torch  # heavy imports only when the command runs
 
@@ -96,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
 
     mode = args.faults
     out = writable_file("--out", args.out)  # before the model is built and traced
-    hardware = hardware_from_args(args)
+    chip = _chip(args, mode)
+    hardware = hardware_from_args(args) if chip is None else chip.hardware
     size = _input_size(args) if args.input_size is not None else None  # checked before the slow part
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -112,13 +161,17 @@ def run(args: argparse.Namespace) -> int:
             faults = inject_faults(gm, fault_model, seed=int(mode))
         else:
             faults = None if mode == "none" else "inputs"
-        path = export_onnx(gm, example, out, faults=faults, opset=args.opset, fault_model=fault_model,
-                           hardware=hardware, prescale=not args.no_prescale,
-                           class_names=getattr(args, "class_names", None),
-                           preprocessing=getattr(args, "preprocessing", None))
+        if chip is not None:
+            path = _export_on_chip(gm, example, chip, args, hardware, out)
+        else:
+            path = export_onnx(gm, example, out, faults=faults, opset=args.opset, fault_model=fault_model,
+                               hardware=hardware, prescale=not args.no_prescale,
+                               class_names=getattr(args, "class_names", None),
+                               preprocessing=getattr(args, "preprocessing", None))
     layers = crossbar_layers(gm)
-    print(f"wrote {path}: {len(layers)} RRAM layers, fault mode "
-          f"{'baked (seed ' + mode + ')' if mode.isdigit() else mode}, input {'x'.join(map(str, size))}")
+    shown = f"read weights of chip {args.chip}" if chip is not None else (
+        f"baked (seed {mode})" if mode.isdigit() else mode)
+    print(f"wrote {path}: {len(layers)} RRAM layers, fault mode {shown}, input {'x'.join(map(str, size))}")
     for w in caught:
         if not issubclass(w.category, (DeprecationWarning, FutureWarning)):
             print(f"warning: {w.message}")

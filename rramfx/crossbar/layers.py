@@ -5,6 +5,8 @@ A crossbar layer *is* the layer it replaces (its class is a subclass made on the
 state_dict keys are unchanged); it only changes the weight the layer computes with:
 
 - training, drop rate p > 0: DropConnect, a fresh Bernoulli keep-mask per forward, kept weights × 1/(1-p);
+- training with train faults (``Policy.train_faults``): the weight read through a fault pattern drawn
+  afresh per forward (`rramfx.crossbar.trainfaults`), in place of DropConnect;
 - faults injected: the weight as the faulty crossbar reads it, × 1/(1-p') in eval (p' = expected
   fault rate), × mask/(1-p) in training;
 - eval without faults (or training with p = 0 and no faults): exactly the original layer.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -164,6 +166,8 @@ class CrossbarLayer(nn.Module):
     fault_rate: float
     fault_codes: torch.Tensor | None
     fault_model: BaseFaultModel | None
+    #: Training-time fault draw (`rramfx.crossbar.trainfaults.LayerTrainFaults`), or None: DropConnect.
+    train_faults = None
 
     @property
     def has_faults(self) -> bool:
@@ -178,6 +182,8 @@ class CrossbarLayer(nn.Module):
                 return self.fault_model.read_weight(w, self.fault_codes, scale)  # the same, faster
             w = self.fault_model.corrupt(w, self.fault_codes)
         if self.training:
+            if self.train_faults is not None:
+                return self.train_faults(w)
             return dropconnect(w, self.drop_rate) if self.drop_rate > 0 else w
         if self.fault_codes is not None and self.fault_rate > 0:
             return w * (1.0 / (1.0 - self.fault_rate))
@@ -234,11 +240,14 @@ def _new_crossbar_instance(base: type[nn.Module]) -> nn.Module:
     return cls.__new__(cls)
 
 
-def to_crossbar_layer(module: nn.Module, drop_rate: float, fault_rate: float) -> nn.Module:
-    """Turn ``module`` (in place) into its crossbar subclass, fault-free, with the given rates."""
+def to_crossbar_layer(module: nn.Module, drop_rate: float, fault_rate: float,
+                      train_faults: Callable[[torch.Tensor], torch.Tensor] | None = None) -> nn.Module:
+    """Turn ``module`` (in place) into its crossbar subclass, fault-free, with the given rates;
+    ``train_faults`` (weight -> read weight, drawn per call) replaces DropConnect in training."""
     module.__class__ = crossbar_class(type(module))
     module.drop_rate = float(drop_rate)
     module.fault_rate = float(fault_rate)
+    module.train_faults = train_faults
     module.fault_model = None
     if "fault_codes" not in module._buffers:
         module.register_buffer("fault_codes", None, persistent=False)
@@ -251,6 +260,6 @@ def to_plain_layer(module: nn.Module) -> nn.Module:
     if isinstance(module, CrossbarLayer):
         module.__class__ = module._rramfx_base
         module._buffers.pop("fault_codes", None)
-        for name in ("drop_rate", "fault_rate", "fault_model"):
+        for name in ("drop_rate", "fault_rate", "fault_model", "train_faults"):
             module.__dict__.pop(name, None)
     return module

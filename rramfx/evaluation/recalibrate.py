@@ -93,13 +93,13 @@ def _recalibrating(gm: nn.Module, layers: dict[str, CrossbarLayer], norms: dict[
     the RRAM layers (without the 1/(1-p') scale when not ``scale``) and BatchNorm layers accumulating
     fresh statistics as an equal-weight average. Afterwards the drop rates, weights and BN momenta are
     as before and ``gm`` is in eval mode, also when the block raises."""
-    saved_drop = {path: m.drop_rate for path, m in layers.items()}
+    saved_drop = {path: (m.drop_rate, m.train_faults) for path, m in layers.items()}
     saved_momentum = {path: m.momentum for path, m in norms.items()}
     saved_weight = {} if scale else {path: m.weight.detach().clone() for path, m in layers.items()}
     try:
         gm.eval()
         for m in layers.values():
-            m.drop_rate = fault_rate
+            m.drop_rate, m.train_faults = fault_rate, None  # Algorithm 1 recalibrates under DropConnect
             m.train()
             if not scale:  # DropConnect multiplies the kept weights by 1/(1-p'): cancel it
                 m.weight.mul_(1.0 - fault_rate)
@@ -110,7 +110,7 @@ def _recalibrating(gm: nn.Module, layers: dict[str, CrossbarLayer], norms: dict[
         yield
     finally:
         for path, m in layers.items():
-            m.drop_rate = saved_drop[path]
+            m.drop_rate, m.train_faults = saved_drop[path]
             if path in saved_weight:
                 m.weight.copy_(saved_weight[path])
         for path, m in norms.items():
