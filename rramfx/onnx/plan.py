@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rramfx.errors import OnnxError, OnnxFileError
+from rramfx.errors import ArgumentError, OnnxError, OnnxFileError
 from rramfx.onnx import meta as M
 from rramfx.onnx.feed import feed_dict
 from rramfx.tables import table_lines
+from rramfx.tensor_checks import check_array
 
 __all__ = [
     "FORMAT",
@@ -144,6 +145,9 @@ class Plan:
                                                    providers=list(providers or ["CPUExecutionProvider"]))
                               for s in self.segments]
         env = feed_dict([t.name for t in self.inputs], inputs)
+        for t in self.inputs:
+            if t.dtype != "unknown":
+                env[t.name] = check_array(t.name, env[t.name], t.dtype, t.shape, ArgumentError)
         for seg, sess in zip(self.segments, self._sessions, strict=True):
             names = [t.name for t in seg.outputs]
             values = sess.run(names, {t.name: env[t.name] for t in seg.inputs})
