@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import fx
 
+from rramfx.checks import int_in
 from rramfx.crossbar.chip import apply_faults, clear_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet
 from rramfx.crossbar.hardware import Hardware, resolve_hardware
-from rramfx.checks import int_in
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.graph.modules import weighted_layers
 from rramfx.graph.record import require_meta, rramfx_meta
