@@ -6,8 +6,9 @@ Every ``tests/test_bad_inputs_*.py`` file that tabulates bad inputs defines a mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

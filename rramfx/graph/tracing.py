@@ -24,7 +24,7 @@ from torch.utils._pytree import tree_leaves
 
 from rramfx.checks import class_list
 from rramfx.errors import ArgumentError, ArgumentTypeError, TraceError
-from rramfx.graph.modules import eval_mode, is_weighted
+from rramfx.graph.modules import eval_mode, is_weighted, weighted_layers
 from rramfx.graph.record import rramfx_meta
 from rramfx.graph.shapes import as_args
 from rramfx.tensor_checks import check_model_inputs, run_example
@@ -104,7 +104,7 @@ def _hidden_weighted_layers(root: nn.Module, graph: fx.Graph) -> dict[str, list[
         leaf = root.get_submodule(node.target)
         if is_weighted(leaf):
             continue
-        inner = [f"{node.target}.{n}" for n, m in leaf.named_modules() if n and is_weighted(m)]
+        inner = [f"{node.target}.{n}" for n in weighted_layers(leaf)]  # host-only layers hide none
         if inner:
             hidden[node.target] = inner
     return hidden
