@@ -207,3 +207,14 @@ def test_recurrent_and_attention_are_host_not_simulated():
         assert f"{path} " in text and "not simulated (host)" in text.split(f"\n{path} ")[1].splitlines()[0]
     assert f"rram: 1 layers, {fc:,} params ({100 * fc / (fc + host):.1f}% of weighted-layer params)" in text
     assert f"not simulated (host): 3 layers, {host:,} params" in text
+
+
+def test_count_bad_inputs_counts_this_table():
+    from collections import Counter
+
+    from tests.count_bad_inputs import count
+
+    cases, _ = count()
+    mine = Counter({kind: n for (kind, f), n in cases.items() if f == "test_bad_inputs_api.py"})
+    assert mine == Counter(c.kind for c in CASES)
+    assert mine["example-input"] == 10 and sum(mine.values()) == len(CASES) == 41
