@@ -107,6 +107,13 @@ CASES: list[BadInput] = [
              lambda: rramfx.sensitivity(prepared(), [(X, torch.zeros(2, dtype=torch.long))], FM, layers=5,
                                         progress=False),
              ArgumentError, "layers"),
+    BadInput("target-list", "providers-str",
+             lambda: rramfx.run_partitioned(partition(_tmp()), F32, providers="CPUExecutionProvider"),
+             ArgumentError, "['CPUExecutionProvider']"),
+    BadInput("target-list", "ort-providers-str",
+             lambda: rramfx.ort_monte_carlo(export(_tmp(), "inputs"), F32, FM, trials=1, progress=False,
+                                            providers="CPUExecutionProvider"),
+             ArgumentError, "providers"),
     # widening bounds, refused by Policy before any work
     BadInput("widen", "1000", lambda: rramfx.Policy(widen=1000), PolicyError, "[1, 16]"),
     BadInput("widen", "half", lambda: rramfx.Policy(widen=0.5), PolicyError, "[1, 16]"),
@@ -217,4 +224,4 @@ def test_count_bad_inputs_counts_this_table():
     cases, _ = count()
     mine = Counter({kind: n for (kind, f), n in cases.items() if f == "test_bad_inputs_api.py"})
     assert mine == Counter(c.kind for c in CASES)
-    assert mine["example-input"] == 10 and sum(mine.values()) == len(CASES) == 41
+    assert mine["example-input"] == 10 and sum(mine.values()) == len(CASES) == 43

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rramfx.checks import string_list
 from rramfx.errors import ArgumentError, OnnxError, OnnxFileError
 from rramfx.onnx import meta as M
 from rramfx.onnx.feed import feed_dict
@@ -138,6 +139,8 @@ class Plan:
             raise OnnxError("this plan was not written to a folder; use rramfx.partition_onnx(path, out_dir)")
         import onnxruntime as ort
 
+        if providers is not None:
+            providers = string_list("providers", providers)
         if self._sessions is None:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rramfx.checks import trials_and_seed
+from rramfx.checks import string_list, trials_and_seed
 from rramfx.crossbar.faults import BaseFaultModel, FaultSet, chip_seed, draw_fault_set
 from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
@@ -177,6 +177,8 @@ def ort_monte_carlo(
     if not isinstance(fault_model, BaseFaultModel):
         raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
     trials_and_seed(trials, seed)
+    if providers is not None:
+        providers = string_list("providers", providers)
     if method not in METHODS:
         raise ArgumentError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
