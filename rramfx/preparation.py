@@ -18,13 +18,15 @@ The passes run in a fixed order, each on the result of the one before:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import fx, nn
 
-from rramfx.errors import ArgumentTypeError, PolicyError, RramfxError
+from rramfx.errors import ArgumentTypeError, PlacementError, PolicyError, RramfxError
+from rramfx.graph.modules import host_only_layers, weighted_layers
 from rramfx.graph.tracing import trace
 from rramfx.passes.bottleneck import replace_with_bottleneck_
 from rramfx.passes.crossbar import to_crossbar_
@@ -45,6 +47,21 @@ def _as_policy(policy: Policy | Mapping[str, Any] | str | Path | None) -> Policy
         return Policy.from_file(policy)
     raise ArgumentTypeError(f"policy must be an rramfx.Policy, a dict or a policy file path, "
                             f"got {type(policy).__name__}")
+
+
+def _check_simulated(gm: fx.GraphModule, name: str) -> None:
+    """Refuse a model with no layer rramfx can place (nothing to simulate); warn, naming them, about
+    recurrent and attention layers, which stay on the host unfaulted (see docs/workflow.md)."""
+    host = list(host_only_layers(gm))
+    if host:
+        warnings.warn(f"rramfx.prepare: {', '.join(host)} ({len(host)} recurrent/attention layer(s)) are not "
+                      "simulated: they run on the host without DropConnect or faults; rramfx.summary lists "
+                      "them as 'not simulated (host)'", stacklevel=3)
+    if not weighted_layers(gm):
+        raise PlacementError(f"rramfx.prepare: {name} has no Conv1d/2d/3d or Linear layer outside "
+                             f"recurrent/attention layers, so nothing can go on the RRAM crossbar"
+                             + (f" ({', '.join(host)} are not simulated)" if host else "")
+                             + "; give a model with convolutions or linear layers")
 
 
 def prepare(
@@ -89,6 +106,7 @@ def prepare(
             step(gm)
         except RramfxError as e:
             raise type(e)(f"rramfx.prepare: {name} (asked for by {field_name}) failed: {e}") from e
+    _check_simulated(gm, type(model).__name__)
     assign_devices_(gm, policy)
     to_crossbar_(gm, policy)
     gm.train(model.training)

@@ -17,8 +17,8 @@ from torch import nn
 
 from rramfx.errors import ArgumentError, ArgumentTypeError
 
-__all__ = ["check_array", "check_example_inputs", "check_fault_codes", "check_labels", "check_state_dict",
-           "first_layer", "input_hint", "unbatched"]
+__all__ = ["check_array", "check_example_inputs", "check_fault_codes", "check_labels", "check_model_inputs",
+           "check_state_dict", "first_layer", "input_hint", "run_example", "unbatched"]
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -31,6 +31,39 @@ def check_example_inputs(name: str, value: Any) -> tuple[torch.Tensor, ...]:
         raise ArgumentTypeError(f"{name} must be a tensor (a batch the model accepts, e.g. torch.randn(2, 3, 32, 32)) "
                                 f"or a tuple of tensors, got {_describe(value)}")
     return tuple(items)
+
+
+def check_model_inputs(name: str, model: nn.Module, value: Any,
+                       error: type[ArgumentError] = ArgumentError) -> tuple[torch.Tensor, ...]:
+    """``value`` as example inputs for ``model``: tensors (`check_example_inputs`), the first one of the
+    model's floating dtype and batched for its first convolution; else ``error`` naming ``name`` and the
+    batch the model takes (torch's own messages name neither)."""
+    args = check_example_inputs(name, value)
+    x = args[0]
+    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), None)
+    takes_indices = any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules())
+    if dtype is not None and x.dtype != dtype and (x.dtype.is_floating_point or not takes_indices):
+        raise error(f"{name} is {x.dtype}, the model's weights are {dtype}: pass x.to({dtype})"
+                    + (f" (the model takes {input_hint(model)})" if input_hint(model) else ""))
+    if unbatched(model, x):
+        raise error(f"{name} has shape {tuple(x.shape)}, one sample without its batch dimension: pass "
+                    f"x.unsqueeze(0), a batch {input_hint(model)}")
+    return args
+
+
+def run_example(name: str, model: nn.Module, args: tuple[torch.Tensor, ...],
+                error: type[ArgumentError] = ArgumentError) -> Any:
+    """``model(*args)`` without gradients; a shape or dtype the model cannot take (torch's RuntimeError,
+    ValueError, TypeError or IndexError) becomes ``error`` naming ``name``, its shape and the batch the
+    model's first layer takes. The caller chooses the mode (eval for a check that changes no statistic)."""
+    try:
+        with torch.no_grad():
+            return model(*args)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        shapes = ", ".join(str(tuple(a.shape)) if isinstance(a, torch.Tensor) else _describe(a) for a in args)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise error(f"{name} {shapes} does not fit the model ({first}); "
+                    f"it takes a batch {input_hint(model) or 'of the shape its first layer expects'}") from e
 
 
 def first_layer(model: nn.Module) -> tuple[str, nn.Module] | None:

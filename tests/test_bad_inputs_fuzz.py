@@ -3,11 +3,13 @@ fed to the loaders give an rramfx error or a correct load, never another excepti
 
 import contextlib
 import json
+import warnings
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import rramfx
 from rramfx.crossbar.faults import FaultModel, FaultSet
 from rramfx.errors import RramfxError
 from rramfx.files import load_checked_torch, save_checked_torch
@@ -72,3 +74,27 @@ def test_random_manifests(tmp_path, manifest):
     with contextlib.suppress(RramfxError):
         check_partition(tmp_path)
 
+
+
+_DTYPES = st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int64, torch.uint8, torch.bool])
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(shape=st.lists(st.integers(0, 14), min_size=0, max_size=5), dtype=_DTYPES, widen=st.sampled_from([1.0, 1.5]))
+@example(shape=[2, 1, 12, 12], dtype=torch.float32, widen=1.5)
+def test_random_example_inputs_leave_the_model_unchanged(shape, dtype, widen):
+    """Example inputs of any rank, size and dtype: prepare either works or raises an rramfx error, and
+    the user's model (weights, buffers, training flags, modules) is untouched either way."""
+    from tests.bad_inputs import assert_model_unchanged, snapshot_model
+    from tests.tiny import TinyNet
+
+    torch.manual_seed(0)
+    net = TinyNet(in_chans=1).train()
+    before = snapshot_model(net)
+    x = torch.zeros(shape, dtype=dtype)
+    with contextlib.suppress(RramfxError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = rramfx.prepare(net, {"widen": widen}, example_inputs=x)
+        assert gm.training and set(rramfx.placement(gm)) == {"conv1", "conv2", "fc"}
+    assert_model_unchanged(net, before)
+    assert x.shape == tuple(shape) and not x.any()

@@ -124,12 +124,16 @@ def test_torchvision_models_trace_exactly():
         assert torch.equal(gm.eval()(x), model(x)), factory.__name__
 
 
-def test_multihead_attention_hides_its_projection_and_says_so():
+def test_multihead_attention_is_not_simulated_and_says_so():
+    """MultiheadAttention reads out_proj.weight directly: its projection is neither placed nor faulted
+    (issue 13), and prepare names the attention layer as not simulated."""
     import torchvision
 
     vit = torchvision.models.VisionTransformer(
         image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16, num_classes=3
     )
-    with pytest.warns(UserWarning, match=r"encoder\.layers\.encoder_layer_0\.self_attention hides .*out_proj"):
+    with pytest.warns(UserWarning, match=r"encoder\.layers\.encoder_layer_0\.self_attention \(1 recurrent/attention"):
         gm = rramfx.prepare(vit, rramfx.Policy(), example_inputs=torch.randn(1, 3, 16, 16))
     assert rramfx.placement(gm)["conv_proj"] == "rram"
+    assert not any("out_proj" in p for p in rramfx.placement(gm))
+    assert "self_attention  MultiheadAttention" in rramfx.summary(gm)

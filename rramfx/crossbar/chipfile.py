@@ -41,6 +41,7 @@ from rramfx.crossbar.mapping import CrossbarMap, map_layers
 from rramfx.crossbar.patterns import BasePattern, draw_arrays, pattern_from_dict
 from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, FaultSetFileError
 from rramfx.files import load_checked_json, save_checked_json
+from rramfx.tensor_checks import check_fault_codes
 
 __all__ = ["CHIP_FORMAT", "CODE_MEANINGS", "Chip"]
 
@@ -65,9 +66,7 @@ class Chip:
         if codes.dim() != 3 or tuple(codes.shape[1:]) != hardware.tile or codes.shape[0] < 1:
             raise ArgumentError(f"Chip: codes must be [arrays, rows, cols] with at least one array of "
                                 f"{hardware.array} cells (hardware.tile), got shape {tuple(codes.shape)}")
-        if codes.dtype.is_floating_point or codes.dtype == torch.bool or int(codes.min()) < 0 or int(codes.max()) > SA0:
-            raise ArgumentError(f"Chip: codes must be integers 0 (healthy), {SA1} (SA1) or {SA0} (SA0)")
-        self.codes = codes.to(torch.uint8).contiguous()
+        self.codes = check_fault_codes("Chip codes (0 healthy, 1 SA1, 2 SA0)", codes, (0, SA1, SA0)).contiguous()
         self.hardware, self.measured, self.pattern, self.seed = hardware, str(measured), pattern, seed
 
     @classmethod

@@ -22,6 +22,7 @@ from torch import nn
 
 from rramfx.errors import ArgumentTypeError, DataError
 from rramfx.graph.modules import eval_mode, module_device
+from rramfx.tensor_checks import check_labels
 
 __all__ = ["IMAGE_KEYS", "LABEL_KEYS", "PairLoader", "as_pairs", "check_batch_fits", "loader_classes",
            "split_batch"]
@@ -135,3 +136,5 @@ def check_batch_fits(model: nn.Module, batch: Any, *, classes: Sequence[str] | N
         raise DataError(f"{where} yields labels from {int(y.min())} to {int(y.max())}, but the model has "
                         f"{outputs} outputs (labels 0..{outputs - 1}): build it with num_classes={int(y.max()) + 1} "
                         "or more (--num-classes)")
+    if y.numel():  # float (one-hot, soft) labels, or a label count that is not the batch's
+        check_labels(f"{where}'s labels", y, outputs, int(x.shape[0]), DataError)

@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 __all__ = [
+    "HOST_ONLY_TYPES",
     "WEIGHTED_TYPES",
     "effective_weight",
     "eval_mode",
+    "host_only_layers",
     "is_conv",
     "is_weighted",
     "kernel_label",
@@ -34,9 +36,27 @@ def is_weighted(module: nn.Module) -> bool:
     return isinstance(module, WEIGHTED_TYPES)
 
 
+#: Layers with weights that rramfx does not simulate: they run on the host, unfaulted. Recurrent
+#: layers hold their weights as plain parameters; MultiheadAttention reads its ``out_proj.weight``
+#: directly instead of calling the Linear, so a crossbar layer there would never be used.
+HOST_ONLY_TYPES: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.MultiheadAttention)
+
+
+def host_only_layers(module: nn.Module) -> dict[str, nn.Module]:
+    """Module path → layer for every outermost layer of `HOST_ONLY_TYPES`, in registration order."""
+    found: dict[str, nn.Module] = {}
+    for name, m in module.named_modules():
+        if isinstance(m, HOST_ONLY_TYPES) and not any(name.startswith(p + ".") for p in found):
+            found[name] = m
+    return found
+
+
 def weighted_layers(module: nn.Module) -> dict[str, nn.Module]:
-    """Module path → layer for every weighted layer, in registration order (shared layers once)."""
-    return {name: m for name, m in module.named_modules() if name and is_weighted(m)}
+    """Module path → layer for every weighted layer, in registration order (shared layers once);
+    layers inside a `HOST_ONLY_TYPES` layer are left out (they are not simulated)."""
+    host = tuple(p + "." if p else "" for p in host_only_layers(module))  # "": the model is one
+    return {name: m for name, m in module.named_modules()
+            if name and is_weighted(m) and not name.startswith(host)}
 
 
 def kernel_taps(module: nn.Module) -> int:

@@ -22,10 +22,12 @@ import torch
 from torch import fx, nn
 from torch.utils._pytree import tree_leaves
 
-from rramfx.errors import ArgumentTypeError, TraceError
-from rramfx.graph.modules import eval_mode, is_weighted
+from rramfx.checks import class_list
+from rramfx.errors import ArgumentError, ArgumentTypeError, TraceError
+from rramfx.graph.modules import eval_mode, is_weighted, weighted_layers
 from rramfx.graph.record import rramfx_meta
 from rramfx.graph.shapes import as_args
+from rramfx.tensor_checks import check_model_inputs, run_example
 
 __all__ = ["check_traced_equal", "trace"]
 
@@ -102,7 +104,7 @@ def _hidden_weighted_layers(root: nn.Module, graph: fx.Graph) -> dict[str, list[
         leaf = root.get_submodule(node.target)
         if is_weighted(leaf):
             continue
-        inner = [f"{node.target}.{n}" for n, m in leaf.named_modules() if n and is_weighted(m)]
+        inner = [f"{node.target}.{n}" for n in weighted_layers(leaf)]  # host-only layers hide none
         if inner:
             hidden[node.target] = inner
     return hidden
@@ -123,9 +125,12 @@ def trace(
     """
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"rramfx.trace: model must be an nn.Module, got {type(model).__name__}")
+    leaf_types = set(class_list("leaf_modules", leaf_modules, nn.Module))
+    if example_inputs is not None and not isinstance(example_inputs, (dict, list)):
+        check_model_inputs("example_inputs", model, example_inputs)
     root = copy.deepcopy(model)
     root.eval()
-    graph, auto_leaf_types = _trace_with_auto_leaves(root, set(leaf_modules))
+    graph, auto_leaf_types = _trace_with_auto_leaves(root, leaf_types)
     gm = fx.GraphModule(root, graph, class_name=type(model).__name__)
     gm.train(model.training)
     _record_leaves(gm, root, auto_leaf_types)
@@ -194,8 +199,9 @@ def check_traced_equal(model: nn.Module, gm: fx.GraphModule, example_inputs: Any
     """Raise TraceError if the traced graph's eval output differs from the eager model's."""
     args = as_args(example_inputs)
     eager = copy.deepcopy(model).eval()
+    want = run_example("example_inputs", eager, args, ArgumentError)
     with eval_mode(gm), torch.no_grad():
-        want, got = eager(*args), gm(*args)
+        got = gm(*args)
     want_flat, got_flat = _flatten(want), _flatten(got)
     if len(want_flat) != len(got_flat):
         raise TraceError(f"traced model returns {len(got_flat)} tensors, the eager model {len(want_flat)}")

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import fx
 
-from rramfx.checks import writable_file
+from rramfx.checks import int_in, writable_file
 from rramfx.crossbar.chip import apply_faults, clear_faults, crossbar_layers
 from rramfx.crossbar.faults import BaseFaultModel, FaultModel, FaultSet
 from rramfx.crossbar.hardware import Hardware, resolve_hardware
@@ -49,6 +49,7 @@ from rramfx.graph.modules import weighted_layers
 from rramfx.graph.record import require_meta, rramfx_meta
 from rramfx.onnx import meta as M
 from rramfx.onnx.feed import onnx_fault_inputs
+from rramfx.tensor_checks import check_model_inputs, run_example
 
 __all__ = ["export_onnx", "onnx_fault_inputs"]
 
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
     import onnx_ir as ir
 
 _BINDINGS: dict[int, Any] = {}
+
+#: The opsets torch's dynamo exporter writes (it starts at 18; torch 2.14 knows up to 23).
+MIN_OPSET, MAX_OPSET = 18, 23
 
 
 def export_onnx(
@@ -90,9 +94,12 @@ def export_onnx(
     """
     path = writable_file("export_onnx path", path)
     placement, policy, args, mode = _check_inputs(gm, example_inputs, faults)
+    if opset is not None:
+        int_in("export_onnx opset (the opsets torch's exporter writes)", opset, MIN_OPSET, MAX_OPSET)
     data_props = _data_metadata(args[0], class_names, preprocessing)
     hw = resolve_hardware(hardware, tile, where="export_onnx")
     work = copy.deepcopy(gm).eval()
+    run_example("export_onnx example_inputs", work, args)
     layers = crossbar_layers(work)
     fault_meta, fault_model = _apply_fault_mode(work, layers, mode, faults, fault_model, prescale)
     model, batch = _to_onnx(work, layers, args, fault_model if mode == "inputs" else None, opset, dynamic_batch)
@@ -109,9 +116,7 @@ def _check_inputs(gm: fx.GraphModule, example_inputs: Any, faults: Any
     (``none``, ``baked`` or ``inputs``); a bad argument raises `OnnxError` naming it."""
     placement = require_meta(gm, "placement", "prepare the model with rramfx.prepare(model, policy) first")
     policy = rramfx_meta(gm).get("policy")
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    if not args or not all(isinstance(a, torch.Tensor) for a in args):
-        raise ArgumentTypeError("example_inputs must be a tensor or a tuple of tensors (batch first)")
+    args = check_model_inputs("export_onnx example_inputs", gm, example_inputs)
     mode = "none" if faults is None or faults == "none" else "inputs" if faults == "inputs" else "baked"
     if mode == "baked" and not isinstance(faults, FaultSet):
         raise ArgumentError(f"faults must be None, 'inputs' or an rramfx.FaultSet, got {faults!r}")

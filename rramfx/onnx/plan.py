@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rramfx.errors import OnnxError, OnnxFileError
+from rramfx.checks import string_list
+from rramfx.errors import ArgumentError, OnnxError, OnnxFileError
 from rramfx.onnx import meta as M
 from rramfx.onnx.feed import feed_dict
 from rramfx.tables import table_lines
+from rramfx.tensor_checks import check_array
 
 __all__ = [
     "FORMAT",
@@ -137,6 +139,8 @@ class Plan:
             raise OnnxError("this plan was not written to a folder; use rramfx.partition_onnx(path, out_dir)")
         import onnxruntime as ort
 
+        if providers is not None:
+            providers = string_list("providers", providers)
         if self._sessions is None:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
@@ -144,6 +148,9 @@ class Plan:
                                                    providers=list(providers or ["CPUExecutionProvider"]))
                               for s in self.segments]
         env = feed_dict([t.name for t in self.inputs], inputs)
+        for t in self.inputs:
+            if t.dtype != "unknown":
+                env[t.name] = check_array(t.name, env[t.name], t.dtype, t.shape, ArgumentError)
         for seg, sess in zip(self.segments, self._sessions, strict=True):
             names = [t.name for t in seg.outputs]
             values = sess.run(names, {t.name: env[t.name] for t in seg.inputs})

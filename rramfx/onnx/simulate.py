@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from rramfx.checks import trials_and_seed
+from rramfx.checks import string_list, trials_and_seed
 from rramfx.crossbar.faults import BaseFaultModel, FaultSet, chip_seed, draw_fault_set
 from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
@@ -35,6 +35,7 @@ from rramfx.onnx.chip_sessions import ReadWeightGraph, read_weight_graph
 from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.plan import used_names
 from rramfx.statistics import ChipStatistics, chip_statistics
+from rramfx.tensor_checks import check_array, check_labels
 
 __all__ = ["METHODS", "OrtMonteCarloResult", "ort_monte_carlo"]
 
@@ -110,6 +111,23 @@ def _batches(data: Any, batch_size: int) -> list[tuple[np.ndarray, np.ndarray | 
     return out
 
 
+def _classes(model: onnx.ModelProto) -> int | None:
+    """The class count of a single-output classifier graph (its output's last dim), None when symbolic."""
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    return dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+
+
+def _check_batches(batches: list[tuple[np.ndarray, np.ndarray | None]], data_name: str,
+                   shapes: dict[str, list[Any]], classes: int | None) -> None:
+    """Every batch's inputs float32 of the graph's per-sample shape, every label batch integer class
+    indices (`check_labels`), before any chip is drawn; onnxruntime's own message names neither."""
+    sample = (None, *shapes[data_name][1:])
+    for x, y in batches:
+        check_array(data_name, x, "float32", sample, ArgumentError)
+        if y is not None:
+            check_labels("data's labels", torch.as_tensor(y), classes or int(y.max(initial=0)) + 1, len(x))
+
+
 def _split_by_chip(model: onnx.ModelProto, data_names: list[str]) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """Cut a ``faults="inputs"`` graph into the part that reads no data (fault codes and weights in,
     this chip's faulty weights out: run once per chip) and the rest (run once per batch)."""
@@ -159,6 +177,8 @@ def ort_monte_carlo(
     if not isinstance(fault_model, BaseFaultModel):
         raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
     trials_and_seed(trials, seed)
+    if providers is not None:
+        providers = string_list("providers", providers)
     if method not in METHODS:
         raise ArgumentError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
@@ -167,6 +187,7 @@ def ort_monte_carlo(
     runner = (_ChipSessions(model, code_names, onnx_path, providers, threads) if method == "read_weights"
               else _open_sessions(model, code_names, providers, onnx_path, threads))
     batches = _batches(data, runner.fixed or batch_size)
+    _check_batches(batches, *_single_input(model, code_names, onnx_path)[::2], _classes(model))
     labelled = all(y is not None for _, y in batches)
     start = time.perf_counter()
     seeds = tuple(chip_seed(seed, i) for i in range(trials))
