@@ -25,7 +25,7 @@ def test_tensor_dataset_is_read_exactly():
 
 
 class PilDicts(Dataset):
-    classes = ["cat", "dog", "fish"]
+    classes = ("cat", "dog", "fish")
 
     def __init__(self, sizes):
         self.sizes = sizes
