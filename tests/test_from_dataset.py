@@ -52,6 +52,8 @@ def test_bad_datasets_are_refused():
         from_dataset(PilDicts([6, 6, 7]))
     with pytest.raises(rramfx.errors.DataError, match="labels range over 0..2 but there are 2 classes"):
         from_dataset(PilDicts([6] * 3), classes=["a", "b"])
+    with pytest.raises(rramfx.errors.DataError, match=r"item 1's float image ranges over -1..1; give pixel values"):
+        from_dataset([(torch.zeros(1, 2, 2), 0), (torch.tensor([[[-1.0, 1.0]]]), 1)])
     with pytest.raises(rramfx.errors.ArgumentTypeError, match="map-style Dataset"):
         from_dataset(iter([]))
     with pytest.raises(rramfx.errors.DataError, match="is empty"):

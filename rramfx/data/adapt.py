@@ -32,6 +32,9 @@ def _as_uint8(image: Any, index: int) -> torch.Tensor:
     if img.dtype != torch.uint8:
         if not img.is_floating_point():
             raise DataError(f"from_dataset: item {index}'s image is {img.dtype}; give uint8 or float in [0, 1]")
+        if img.numel() and not 0.0 <= float(img.min()) <= float(img.max()) <= 1.0:
+            raise DataError(f"from_dataset: item {index}'s float image ranges over {float(img.min()):.3g}.."
+                            f"{float(img.max()):.3g}; give pixel values in [0, 1] (or uint8 0..255)")
         img = TF.to_dtype(img, torch.uint8, scale=True)
     return img.as_subclass(torch.Tensor)
 
