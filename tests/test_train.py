@@ -9,7 +9,7 @@ from torch import nn
 
 import rramfx
 from rramfx.cli import main
-from rramfx.files import load_checked_torch
+from rramfx.files import load_checked_torch, save_checked_torch
 from rramfx.training.loop import TrainError, TrainOptions, make_scheduler, run_training
 from rramfx.training.saved import load_prepared, save_prepared
 
@@ -87,6 +87,12 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     rramfx.train(gm, train, 1, progress=False, checkpoint=tmp_path / "c.ckpt")
     with pytest.raises(TrainError, match="from a run of 1 epochs × 2 batches, this one is 3 × 2"):
         rramfx.train(_fresh(), train, 3, progress=False, checkpoint=tmp_path / "c.ckpt")
+    rramfx.train(_fresh(), train, 2, schedule="onecycle", progress=False, checkpoint=tmp_path / "o.ckpt")
+    version, data = load_checked_torch(tmp_path / "o.ckpt", "rramfx.TrainCheckpoint")
+    data["scheduler"] = {"base_lrs": [0.05], "last_epoch": 4, "_step_count": 5, "lr_lambdas": [None]}
+    save_checked_torch(tmp_path / "o.ckpt", "rramfx.TrainCheckpoint", version, data)  # a LambdaLR's state
+    with pytest.raises(TrainError, match="schedule of an older rramfx .* delete it to start over"):
+        rramfx.train(_fresh(), train, 2, schedule="onecycle", progress=False, checkpoint=tmp_path / "o.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainError, match="not a readable rramfx.TrainCheckpoint file"):
         rramfx.train(_fresh(), train, 1, progress=False, checkpoint=tmp_path / "junk.ckpt")
