@@ -1,13 +1,16 @@
 """Training: it learns, DropConnect comes from the model, checkpoints resume exactly, trained models
 save and load, and `rramfx train` works from the command line."""
 
+import itertools
+
 import pytest
 import torch
+from torch import nn
 
 import rramfx
 from rramfx.cli import main
-from rramfx.files import load_checked_torch
-from rramfx.training.loop import TrainError, TrainOptions, lr_factor, run_training
+from rramfx.files import load_checked_torch, save_checked_torch
+from rramfx.training.loop import TrainError, TrainOptions, make_scheduler, run_training
 from rramfx.training.saved import load_prepared, save_prepared
 
 from .tiny import TinyNet, loaders
@@ -84,6 +87,12 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     rramfx.train(gm, train, 1, progress=False, checkpoint=tmp_path / "c.ckpt")
     with pytest.raises(TrainError, match="from a run of 1 epochs × 2 batches, this one is 3 × 2"):
         rramfx.train(_fresh(), train, 3, progress=False, checkpoint=tmp_path / "c.ckpt")
+    rramfx.train(_fresh(), train, 2, schedule="onecycle", progress=False, checkpoint=tmp_path / "o.ckpt")
+    version, data = load_checked_torch(tmp_path / "o.ckpt", "rramfx.TrainCheckpoint")
+    data["scheduler"] = {"base_lrs": [0.05], "last_epoch": 4, "_step_count": 5, "lr_lambdas": [None]}
+    save_checked_torch(tmp_path / "o.ckpt", "rramfx.TrainCheckpoint", version, data)  # a LambdaLR's state
+    with pytest.raises(TrainError, match="schedule of an older rramfx .* delete it to start over"):
+        rramfx.train(_fresh(), train, 2, schedule="onecycle", progress=False, checkpoint=tmp_path / "o.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainError, match="not a readable rramfx.TrainCheckpoint file"):
         rramfx.train(_fresh(), train, 1, progress=False, checkpoint=tmp_path / "junk.ckpt")
@@ -111,11 +120,30 @@ def test_options_object_trains_exactly_as_the_keywords():
         TrainOptions(1.5)
 
 
+def _lrs(schedule, total, warmup):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched, lrs = make_scheduler(opt, schedule, total, warmup), []
+    for _ in range(total + 1):
+        lrs.append(opt.param_groups[0]["lr"] / 0.1)
+        opt.step()
+        sched.step()
+    return lrs
+
+
 def test_schedules():
-    assert lr_factor("constant", 50, 100, 0) == 1.0
-    assert lr_factor("cosine", 0, 100, 0) == 1.0 and abs(lr_factor("cosine", 50, 100, 0) - 0.5) < 1e-12
-    assert lr_factor("cosine", 100, 100, 0) == 0.0 and lr_factor("cosine", 4, 100, 10) == 0.5
-    assert lr_factor("onecycle", 0, 100, 0) == 0.04 and lr_factor("onecycle", 30, 100, 0) == 1.0
+    """torch's schedulers give the schedules rramfx documents (the former hand-written formula's values)."""
+    assert _lrs("constant", 100, 0) == [1.0] * 101
+    cos = _lrs("cosine", 100, 0)
+    assert cos[0] == 1.0 and abs(cos[50] - 0.5) < 1e-12 and abs(cos[100]) < 1e-12
+    warm = _lrs("cosine", 100, 10)
+    assert [round(v, 12) for v in warm[:11]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.0]
+    assert abs(warm[55] - 0.5) < 1e-12 and abs(warm[100]) < 1e-12
+    one = _lrs("onecycle", 100, 0)
+    assert abs(one[0] - 0.04) < 1e-12 and abs(one[15] - 0.52) < 1e-12 and abs(one[30] - 1.0) < 1e-12
+    assert abs(one[65] - 0.5) < 1e-12 and abs(one[100]) < 1e-12
+    assert all(a >= b for a, b in itertools.pairwise(one[30:])) and all(a < b for a, b in itertools.pairwise(one[:31]))
+    with pytest.raises(rramfx.ArgumentError, match="schedule must be one of"):
+        make_scheduler(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), "linear", 10)
 
 
 def test_save_and_load_prepared(tmp_path):

@@ -1,6 +1,7 @@
 """Image data sets read from disk (Fashion-MNIST, MNIST, CIFAR-10, the user's own ImageFolder) or made up,
 a seeded loader, and what any loader must yield (`rramfx.data.batches`)."""
 
+from rramfx.data.adapt import from_dataset
 from rramfx.data.batches import as_pairs, check_batch_fits, split_batch
 from rramfx.data.datasets import ImageData
 from rramfx.data.imagefolder import load_imagefolder
@@ -27,6 +28,7 @@ __all__ = [
     "ImageLoader",
     "as_pairs",
     "check_batch_fits",
+    "from_dataset",
     "load_cifar10",
     "load_dataset",
     "load_fashion_mnist",

@@ -27,7 +27,7 @@ import torch
 
 from rramfx.errors import DataError
 
-__all__ = ["DataError", "ImageData", "check_split"]
+__all__ = ["DataError", "ImageData", "channel_stats", "check_split"]
 
 
 @dataclass(frozen=True)
@@ -89,3 +89,12 @@ def check_split(split: str) -> str:
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     return split
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (at least 1e-3, rounded to 4 places) of uint8 ``images`` (N, C, H, W)
+    scaled to [0, 1]: the normalisation an `ImageData` read from the user's own images gets."""
+    pixels = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    mean = tuple(round(float(v), 4) for v in pixels.mean(1))
+    std = tuple(round(max(float(v), 1e-3), 4) for v in pixels.std(1))
+    return mean, std

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from rramfx.data.datasets import ImageData, check_split
+from rramfx.data.datasets import ImageData, channel_stats, check_split
 from rramfx.errors import DataError, DataFileError
 
 __all__ = ["IMAGEFOLDER_PREFIX", "TEST_FOLDERS", "imagefolder_root", "load_imagefolder"]
@@ -97,7 +97,5 @@ def load_imagefolder(root: str | Path, split: str = "train", image_size: int | N
                             f"train/'s {list(classes)}; both need the same class sub-folders")
     if images.shape[1] != train_images.shape[1]:
         images = images.expand(-1, train_images.shape[1], -1, -1).contiguous()
-    pixels = train_images.float().div_(255).transpose(0, 1).reshape(train_images.shape[1], -1)
-    mean = tuple(round(float(v), 4) for v in pixels.mean(1))
-    std = tuple(round(max(float(v), 1e-3), 4) for v in pixels.std(1))
+    mean, std = channel_stats(train_images)
     return ImageData(f"imagefolder:{root}", images, labels, len(classes), mean, std, classes, flip=True)

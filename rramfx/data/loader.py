@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 from rramfx.data.datasets import ImageData
 from rramfx.data.registry import load_dataset
 from rramfx.errors import ArgumentTypeError, DataError
 
-__all__ = ["ImageLoader", "make_loaders"]
+__all__ = ["ImageLoader", "make_loaders", "random_crop"]
 
 
 class ImageLoader:
@@ -62,6 +62,7 @@ class ImageLoader:
         self._labels = data.labels.to(self.device)
         self._mean = torch.tensor(data.mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(data.std, device=self.device).view(1, -1, 1, 1)
+        self._black = [-m / s for m, s in zip(data.mean, data.std, strict=True)]  # a black pixel, normalised
 
     @property
     def dataset(self) -> ImageData:
@@ -124,35 +125,36 @@ class ImageLoader:
 
     def _batch(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         x = (images.float() / 255.0 - self._mean) / self._std
-        x = _fit_size(x, self.image_size, fill=(-self._mean / self._std))
+        x = _fit_size(x, self.image_size, fill=self._black)
         if self.augment:
-            x = _random_crop(x, max(1, self.image_size[0] // 8), g, fill=(-self._mean / self._std))
+            x = random_crop(x, max(1, self.image_size[0] // 8), g, fill=self._black)
             if self.data.flip:
                 flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+                x = torch.where(flip.view(-1, 1, 1, 1), TF.horizontal_flip(x), x)
         if self.in_chans != x.shape[1]:
             x = x.expand(-1, self.in_chans, -1, -1).contiguous()
         return x
 
 
-def _fit_size(x: torch.Tensor, size: tuple[int, int], fill: torch.Tensor) -> torch.Tensor:
-    """Zero-pad (in pixel space: ``fill`` is a black pixel after normalisation) up to ``size``, or resize."""
+def _fit_size(x: torch.Tensor, size: tuple[int, int], fill: list[float]) -> torch.Tensor:
+    """Pad (``fill``: a black pixel after normalisation) centred up to ``size``, or resize (antialiased
+    bilinear), with torchvision's batched ``transforms.v2`` ops."""
     h, w = x.shape[2:]
     if (h, w) == size:
         return x
     if h <= size[0] and w <= size[1]:
         top, left = (size[0] - h) // 2, (size[1] - w) // 2
-        out = fill.expand(x.shape[0], x.shape[1], *size).clone()
-        out[:, :, top: top + h, left: left + w] = x
-        return out
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return TF.pad(x, [left, top, size[1] - w - left, size[0] - h - top], fill=fill)
+    return TF.resize(x, list(size), antialias=True)
 
 
-def _random_crop(x: torch.Tensor, pad: int, g: torch.Generator, fill: torch.Tensor) -> torch.Tensor:
-    """Each image shifted by up to ``pad`` pixels each way (one gather for the whole batch)."""
+def random_crop(x: torch.Tensor, pad: int, g: torch.Generator, fill: list[float] | float = 0.0) -> torch.Tensor:
+    """Each image of the batch ``x`` (N, C, H, W) shifted by its own random offset of up to ``pad``
+    pixels each way (``transforms.v2.RandomCrop(padding=pad)`` drawn per image, offsets from ``g``).
+    torchvision pads the batch; the per-image crop is one gather, because v2 draws one crop per call
+    and a per-image loop of it is several times slower (``benchmarks/loader.py``)."""
     n, c, h, w = x.shape
-    padded = fill.expand(n, c, h + 2 * pad, w + 2 * pad).clone()
-    padded[:, :, pad: pad + h, pad: pad + w] = x
+    padded = TF.pad(x, [pad] * 4, fill=fill)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
     rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from rramfx.checks import writable_file
 from rramfx.data.batches import split_batch
@@ -36,7 +37,7 @@ from rramfx.training.transaction import TrainingTransaction, check_first_batch
 SCHEDULES = ("cosine", "onecycle", "constant")
 _CKPT_FORMAT = "rramfx.TrainCheckpoint"
 
-__all__ = ["SCHEDULES", "TrainError", "TrainOptions", "atomic_save", "epoch_line", "lr_factor", "run_training",
+__all__ = ["SCHEDULES", "TrainError", "TrainOptions", "atomic_save", "epoch_line", "make_scheduler", "run_training",
            "train"]
 
 
@@ -75,19 +76,27 @@ class TrainOptions:
             raise ArgumentError(f"lr must be positive, got {self.lr!r}")
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
-    """Multiplier of the peak learning rate at ``step`` of ``total`` under ``schedule`` (``warmup``
-    steps of linear warm-up for ``cosine``; ``onecycle`` warms up over its first 30%)."""
+def make_scheduler(opt: torch.optim.Optimizer, schedule: str, total: int, warmup: int = 0) -> LRScheduler:
+    """torch's learning-rate scheduler for ``schedule`` over ``total`` steps of ``opt``, stepped once
+    per batch: ``cosine`` is `CosineAnnealingLR` to 0 after ``warmup`` steps of `LinearLR` warm-up
+    (from 1/warmup of the peak to the peak); ``onecycle`` warms up linearly from 4% of the peak over
+    the first 30% of the steps and anneals by cosine to 0 after (the one-cycle shape, without
+    `OneCycleLR`'s momentum cycling); ``constant`` keeps the peak."""
+    if schedule not in SCHEDULES:
+        raise ArgumentError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    sched = torch.optim.lr_scheduler
     if schedule == "constant":
-        return 1.0
-    if schedule == "onecycle":  # linear warm-up over the first 30%, cosine down to 0 after
+        return sched.ConstantLR(opt, factor=1.0, total_iters=0)
+    if schedule == "onecycle":
         up = max(1, int(0.3 * total))
-        if step < up:
-            return 0.04 + 0.96 * step / up
-        return 0.5 * (1 + math.cos(math.pi * (step - up) / max(1, total - up)))
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        warm = sched.LinearLR(opt, start_factor=0.04, end_factor=1.0, total_iters=up)
+    elif warmup > 0:  # step s < warmup: (s + 1) / warmup of the peak, the peak at the last warm-up step
+        up = warmup
+        warm = sched.LinearLR(opt, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup - 1)
+    else:
+        return sched.CosineAnnealingLR(opt, T_max=max(1, total))
+    anneal = sched.CosineAnnealingLR(opt, T_max=max(1, total - up))
+    return sched.SequentialLR(opt, [warm, anneal], milestones=[up])
 
 
 def epoch_line(record: dict[str, float], epochs: int) -> str:
@@ -222,8 +231,7 @@ class _Run:
                                     {"params": no_decay, "weight_decay": 0.0}],
                                    lr=options.lr, momentum=options.momentum, nesterov=options.momentum > 0)
         total, warmup = options.epochs * steps, int(options.warmup_epochs * steps)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(options.schedule, s, total, warmup))
+        self.sched = make_scheduler(self.opt, options.schedule, total, warmup)
 
     def _batches(self, loader: Iterable[Any], epoch: int) -> tuple[Iterable[Any], Any]:
         if not self.progress:
@@ -322,6 +330,9 @@ def _load_checkpoint(path: Path, run: _Run) -> tuple[int, list[dict[str, float]]
     check_state_dict(run.gm.state_dict(), data["model"], f"training checkpoint '{path}'", TrainError)
     run.gm.load_state_dict(data["model"])
     run.opt.load_state_dict(data["optimizer"])
+    if isinstance(run.sched, torch.optim.lr_scheduler.SequentialLR) and "_schedulers" not in data["scheduler"]:
+        raise TrainError(f"training checkpoint '{path}' holds a learning-rate schedule of an older rramfx "
+                         "(before torch's schedulers): delete it to start over, or pass resume=False")
     run.sched.load_state_dict(data["scheduler"])
     torch.set_rng_state(data["rng"]["cpu"].cpu())
     if "cuda" in data["rng"] and run.device.type == "cuda":
