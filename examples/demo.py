@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 import rramfx
 from rramfx.data import FASHION_MNIST_DIR, DataError, load_fashion_mnist
 from rramfx.engines import available_cores
@@ -43,6 +45,15 @@ from rramfx.experiment.report import summarize
 DROP = 0.075  # the DropConnect rate compared with plain training (p = 0)
 DROP_RATES = (0.0, DROP)
 FAULT_RATES = (0.0, 0.1, 0.2, 0.3)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX), where bf16 autocast pays.
+
+    Without it oneDNN emulates bf16 (see benchmarks/README.md "demo's speed"), so the demo trains in
+    fp32 there: slower, and its figures differ from the bf16 ones in the tables by the rounding."""
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def check_data(root: Path) -> bool:
@@ -65,7 +76,10 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per drop rate (default 3)")
     ap.add_argument("--trials", type=int, default=16, help="simulated chips per fault rate (default 16)")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="training precision (default auto: bf16 where the CPU has it natively, else fp32)")
     args = ap.parse_args()
+    precision = ("bf16" if native_bf16() else "fp32") if args.precision == "auto" else args.precision
     if not check_data(Path(args.data_dir)):
         return 1
     out = Path(args.out)
@@ -75,14 +89,15 @@ def main() -> int:
         model="resnet20", dataset="fashion-mnist", data_dir=args.data_dir, drop_rates=DROP_RATES,
         fault_rates=FAULT_RATES, seeds=tuple(range(args.seeds)), trials=args.trials, epochs=args.epochs,
         batch_size=64, lr=0.05, schedule="cosine", augment=False, recalibrate=True, recal_batches=4,
-        train_subset=args.train_subset, test_subset=args.test_subset,
+        train_subset=args.train_subset, test_subset=args.test_subset, channels_last=True, precision=precision,
     )
     gm = rramfx.prepare(rramfx.models.create("resnet20", in_chans=1), rramfx.Policy())
     placed = rramfx.placement(gm)
     print(f"ResNet-20 with the paper's policy: {sum(d == 'rram' for d in placed.values())} 3x3 convolutions on "
           f"RRAM, {sum(d == 'cpu' for d in placed.values())} layers (1x1 shortcuts, classifier) on the host.")
     print(f"Training {len(DROP_RATES)} drop rates x {args.seeds} seeds on {args.train_subset:,} Fashion-MNIST images "
-          f"({args.epochs} epochs each), then {args.trials} simulated chips per fault rate on {args.test_subset:,} "
+          f"({args.epochs} epochs each, channels_last, {precision}),\n"
+          f"then {args.trials} simulated chips per fault rate on {args.test_subset:,} "
           f"test images; {available_cores()} worker processes of one thread (the local engine).\n")
     start = time.perf_counter()
     # The cells run on the local engine: one worker process per core, one torch thread each.
