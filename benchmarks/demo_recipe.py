@@ -23,7 +23,9 @@ the recipe of largest ``z margin`` among those within the CPU budget. The first 
 ``margin`` in points, picked p = 0.05 whose 20% SA1 lead (+13.0, seed std 3-8 points) did not hold on
 the test images (+7.1). Candidates were added in rounds as the table filled in (drop rates 0.2-0.3
 first, then 0.1, then 0.05 and other data sizes at the same cost, then 0.075); all are in the
-committed table.
+committed table. Round 3 (``--speed cl+bf16``: channels_last + bf16 autocast, ~2x faster training on this
+CPU, benchmarks/demo_speed.py) spends the saved time on twice the images at the same cost: 16,000
+images x 3 epochs at p = 0.075 (decided before it ran; p = 0.1 was queued after it).
 
     python benchmarks/demo_recipe.py --out benchmarks/results/demo_recipe
 
