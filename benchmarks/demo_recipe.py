@@ -23,7 +23,9 @@ the recipe of largest ``z margin`` among those within the CPU budget. The first 
 ``margin`` in points, picked p = 0.05 whose 20% SA1 lead (+13.0, seed std 3-8 points) did not hold on
 the test images (+7.1). Candidates were added in rounds as the table filled in (drop rates 0.2-0.3
 first, then 0.1, then 0.05 and other data sizes at the same cost, then 0.075); all are in the
-committed table.
+committed table. Round 3 (``--speed cl+bf16``: channels_last + bf16 autocast, ~2x faster training on this
+CPU, benchmarks/demo_speed.py) spends the saved time on twice the images at the same cost: 16,000
+images x 3 epochs at p = 0.075 (decided before it ran; p = 0.1 was queued after it).
 
     python benchmarks/demo_recipe.py --out benchmarks/results/demo_recipe
 
@@ -77,18 +79,22 @@ def make_split(src: Path, dst: Path, holdout: int, seed: int = 12345) -> Path:
 
 
 def demo_config(train_subset: int, epochs: int, data_dir: str, test_subset: int | None, drop_rates: tuple,
-                recal_batches: int = 4, lr: float = 0.05) -> SweepConfig:
-    """The demo's sweep settings (examples/demo.py) with this candidate's data and epochs."""
+                recal_batches: int = 4, lr: float = 0.05, speed: str = "fp32") -> SweepConfig:
+    """The demo's sweep settings (examples/demo.py) with this candidate's data, epochs and speed options
+    (``speed``: "fp32", or "cl+bf16" for channels_last with bf16 autocast)."""
+    fast = speed == "cl+bf16"
     return SweepConfig(model="resnet20", dataset="fashion-mnist", data_dir=data_dir, drop_rates=drop_rates,
                        fault_rates=FAULT_RATES, seeds=SEEDS, trials=8, epochs=epochs, batch_size=64, lr=lr,
                        schedule="cosine", augment=False, recalibrate=True, recal_batches=recal_batches,
-                       train_subset=train_subset, test_subset=test_subset)
+                       train_subset=train_subset, test_subset=test_subset, channels_last=fast,
+                       precision="bf16" if fast else None)
 
 
 def run_cell(job: dict[str, Any]) -> dict[str, Any]:
     """Train one (candidate, drop rate, seed) and evaluate it at every fault rate for each recalibration."""
     torch.set_num_threads(1)
-    config = demo_config(job["n"], job["epochs"], job["data_dir"], job["test_subset"], (job["drop"],), lr=job["lr"])
+    config = demo_config(job["n"], job["epochs"], job["data_dir"], job["test_subset"], (job["drop"],), lr=job["lr"],
+                         speed=job.get("speed", "fp32"))
     settings = config.train_settings()
     data = CellData(settings.data)
     key = TrainKey(ModelRecipe(config.model, data.num_classes, data.in_chans), job["drop"], job["seed"])
@@ -105,7 +111,7 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _key(c: dict[str, Any]) -> tuple:
-    return c["n"], c["epochs"], c["lr"], c["drop"], c["seed"]
+    return c["n"], c["epochs"], c["lr"], c.get("speed", "fp32"), c["drop"], c["seed"]
 
 
 def _seeds(by: dict[tuple, dict[str, Any]], cand: tuple, drop: float, recal: str, i: int) -> list[float] | None:
@@ -139,8 +145,8 @@ def table(cells: list[dict[str, Any]]) -> list[str]:
     """One row per candidate x drop rate x recalibration: 3-seed means, gains over p = 0, criteria, cost."""
     by = {_key(c): c for c in cells}
     rows = []
-    for cand in sorted({_key(c)[:3] for c in cells}):
-        drops = sorted({c["drop"] for c in cells if _key(c)[:3] == cand})
+    for cand in sorted({_key(c)[:4] for c in cells}):
+        drops = sorted({c["drop"] for c in cells if _key(c)[:4] == cand})
         for recal in sorted({r for c in cells for r in c["eval"]}, key=int):
             for d in drops:
                 acc = [_mean(by, cand, d, recal, i) for i in range(len(FAULT_RATES))]
@@ -152,12 +158,12 @@ def table(cells: list[dict[str, Any]]) -> list[str]:
                           for dd in {0.0, d} for s in SEEDS)
                 margin = min(gains[0] + 3, gains[2] - 10)
                 z = f"{_z_margin(by, cand, d, recal):+.2f}" if d > 0 else ""
-                rows.append([f"{cand[0]}x{cand[1]}", f"{cand[2]:g}", recal, f"{d:g}",
+                rows.append([f"{cand[0]}x{cand[1]}", f"{cand[2]:g}", cand[3], recal, f"{d:g}",
                              *(f"{a:.1f}" for a in acc), *(f"{g:+.1f}" for g in gains[:3:2]),
                              f"{margin:+.1f}" if d > 0 else "", z, f"{cpu:.0f}" if d > 0 else ""])
-    head = ["images x epochs", "lr", "recal batches", "drop", *(f"{100 * f:g}% SA1" for f in FAULT_RATES),
+    head = ["images x epochs", "lr", "speed", "recal batches", "drop", *(f"{100 * f:g}% SA1" for f in FAULT_RATES),
             "gain 0%", "gain 20%", "margin", "z margin", "demo CPU s"]
-    return table_lines(head, rows, "<>>>" + ">" * (len(head) - 4), markdown=True)
+    return table_lines(head, rows, "<><>" + ">" * (len(head) - 4), markdown=True)
 
 
 def main() -> int:
@@ -168,6 +174,8 @@ def main() -> int:
     ap.add_argument("--holdout", type=int, default=1000, help="validation images held out of the training split")
     ap.add_argument("--candidates", default="8000x3,4000x6,3000x5", help="training images x epochs, comma-separated")
     ap.add_argument("--lr", type=float, default=0.05, help="peak learning rate (the demo's 0.05)")
+    ap.add_argument("--speed", default="fp32", choices=("fp32", "cl+bf16"),
+                    help="training speed options: fp32 (none) or cl+bf16 (channels_last + bf16 autocast)")
     ap.add_argument("--drop-rates", default="0,0.1,0.2,0.3", help="drop rates (0 is the baseline)")
     ap.add_argument("--recal-batches", default="4,16", help="BN recalibration batch counts to compare")
     ap.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
@@ -180,8 +188,8 @@ def main() -> int:
     done = {_key(c) for c in cells}
     drops = tuple(float(d) for d in args.drop_rates.split(","))
     recal = [int(r) for r in args.recal_batches.split(",")]
-    jobs = [{"n": int(c.split("x")[0]), "epochs": int(c.split("x")[1]), "lr": args.lr, "drop": d, "seed": s,
-             "data_dir": str(split), "test_subset": None, "recal": recal}
+    jobs = [{"n": int(c.split("x")[0]), "epochs": int(c.split("x")[1]), "lr": args.lr, "speed": args.speed,
+             "drop": d, "seed": s, "data_dir": str(split), "test_subset": None, "recal": recal}
             for c in args.candidates.split(",") for d in drops for s in SEEDS]
     jobs = sorted((j for j in jobs if _key(j) not in done), key=lambda j: -j["n"] * j["epochs"])
     start = time.perf_counter()
