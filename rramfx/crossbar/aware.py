@@ -94,32 +94,39 @@ def _slots(hardware: Hardware) -> tuple[int, np.ndarray]:
     return own, np.concatenate([np.arange(own) * k, cols + np.arange(hardware.spare_columns // k) * k])
 
 
-def _columns(slot_of: np.ndarray, starts: np.ndarray, k: int, cols: int) -> np.ndarray:
+def _columns(slot_of: torch.Tensor, starts: torch.Tensor, k: int, cols: int) -> torch.Tensor:
     """Physical cell column of each logical cell column: slot ``j`` at ``starts[slot_of[j]]``, the cells
     after the last whole slot in place."""
-    routed = (starts[slot_of][:, None] + np.arange(k)).ravel()
-    return np.concatenate([routed, np.arange(routed.size, cols)])
+    routed = (starts[slot_of][:, None] + torch.arange(k)).flatten()
+    return torch.cat([routed, torch.arange(routed.numel(), cols)])
 
 
-def _route_tile(d1: np.ndarray, d2: np.ndarray, s1: np.ndarray, s2: np.ndarray, hardware: Hardware,
-                alternations: int) -> tuple[np.ndarray, np.ndarray]:
+def _assign(cost: torch.Tensor) -> torch.Tensor:
+    """For each row of ``cost`` (rows <= columns) its column in a least-cost assignment."""
+    return torch.from_numpy(linear_sum_assignment(cost.numpy())[1])
+
+
+def _route_tile(d1: torch.Tensor, d2: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor, hardware: Hardware,
+                alternations: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and cell-column routing of one tile (damage ``d1``/``d2``: ``[R, C]``) on one array (stuck
     masks ``s1``/``s2``: ``[R, C + spare]``): the better of the alternation started on columns and the
-    one started on rows (either can stall where the other does not, e.g. one stuck cell)."""
+    one started on rows (either can stall where the other does not, e.g. one stuck cell). Torch
+    arithmetic on the caller's thread count (numpy's BLAS would start its own threads)."""
     k, cols = hardware.weight_cells, hardware.tile[1]
     own, starts = _slots(hardware)
-    take = starts[:, None] + np.arange(k)  # [slots, k] physical cell columns of every slot
+    starts = torch.from_numpy(starts)
+    take = starts[:, None] + torch.arange(k)  # [slots, k] physical cell columns of every slot
     w1, w2 = d1[:, :own * k].reshape(-1, own, k), d2[:, :own * k].reshape(-1, own, k)
     best = None
     for rows_first in (False, True):
-        rows, slot_of = np.arange(d1.shape[0]), np.arange(own)
+        rows, slot_of = torch.arange(d1.shape[0]), torch.arange(own)
         for step in range(2 * alternations):
             if (step % 2 == 0) == rows_first:  # rows to physical rows, given the column routing
                 col = _columns(slot_of, starts, k, cols)
-                rows = linear_sum_assignment(d1 @ s1[:, col].T + d2 @ s2[:, col].T)[1]
+                rows = _assign(d1 @ s1[:, col].T + d2 @ s2[:, col].T)
             else:  # weight columns to physical column slots, given the row routing
                 a1, a2 = s1[rows][:, take], s2[rows][:, take]  # [R, slots, k]
-                slot_of = linear_sum_assignment(np.einsum("rjm,rqm->jq", w1, a1) + np.einsum("rjm,rqm->jq", w2, a2))[1]
+                slot_of = _assign(torch.einsum("rjm,rqm->jq", w1, a1) + torch.einsum("rjm,rqm->jq", w2, a2))
         col = _columns(slot_of, starts, k, cols)
         total = float((d1 * s1[rows][:, col]).sum() + (d2 * s2[rows][:, col]).sum())
         if best is None or total < best[0]:
@@ -137,16 +144,14 @@ def fault_aware_map(layers: Mapping[str, nn.Module], chip: Chip, *, alternations
     alternations = positive_int("alternations", alternations)
     base, hardware = chip.mapping(layers), chip.hardware
     rows, cols = hardware.tile
-    damage = tile_damage(layers, base)
-    codes = chip.codes.numpy()
-    s1, s2 = (codes == SA1).astype(np.float64), (codes == SA0).astype(np.float64)
-    flat = lambda x: x.reshape(x.shape[0], -1)  # noqa: E731
-    cost = flat(damage[0]) @ flat(s1[:, :, :cols]).T + flat(damage[1]) @ flat(s2[:, :, :cols]).T
-    arrays = linear_sum_assignment(cost)[1]
-    out_rows = np.tile(np.arange(rows), (base.arrays, 1))
-    out_cols = np.tile(np.arange(cols), (base.arrays, 1))
-    for t, a in enumerate(arrays):
-        if not (s1[a].any() or s2[a].any()) or not damage[:, t].any():
-            continue
-        out_rows[t], out_cols[t] = _route_tile(damage[0, t], damage[1, t], s1[a], s2[a], hardware, alternations)
-    return AwareMap(base, arrays.astype(np.int64), out_rows, out_cols)
+    damage = torch.from_numpy(tile_damage(layers, base))
+    s1, s2 = (chip.codes == SA1).double(), (chip.codes == SA0).double()
+    cost = damage[0].flatten(1) @ s1[:, :, :cols].flatten(1).T + damage[1].flatten(1) @ s2[:, :, :cols].flatten(1).T
+    arrays = _assign(cost)
+    out_rows = torch.arange(rows).repeat(base.arrays, 1)
+    out_cols = torch.arange(cols).repeat(base.arrays, 1)
+    hit = (s1.flatten(1).amax(1) + s2.flatten(1).amax(1)) > 0
+    for t, a in enumerate(arrays.tolist()):
+        if hit[a] and bool(damage[:, t].any()):
+            out_rows[t], out_cols[t] = _route_tile(damage[0, t], damage[1, t], s1[a], s2[a], hardware, alternations)
+    return AwareMap(base, arrays.numpy().astype(np.int64), out_rows.numpy(), out_cols.numpy())
