@@ -4,8 +4,10 @@ file it is kept in.
 A chip is ``arrays`` crossbar arrays of ``rows x cols`` cells, each cell 0 (healthy), 1 (SA1: stuck at
 the high-resistance state, it reads its lowest conductance) or 2 (SA0: stuck at the low-resistance
 state, its highest conductance), and the `Hardware` it was made as (array size and how its cells hold
-a weight: the encoding). A model is put on it with the naive mapping of `rramfx.crossbar.mapping`: its
-RRAM layers take arrays 0, 1, 2, ... in module order.
+a weight: the encoding). A model is put on it with the naive mapping of `rramfx.crossbar.mapping` (its
+RRAM layers take arrays 0, 1, 2, ... in module order) or with a fault-aware one
+(`rramfx.crossbar.aware`). With ``hardware.spare_columns`` the arrays are ``rows x (cols + spare)``
+(``Hardware.physical_tile``); the naive mapping uses the first ``cols`` columns.
 
 The chip file is a checked JSON file (`rramfx.files`: written atomically, refused on load when its
 SHA-256 does not match) of format ``rramfx.Chip`` version 1; docs/crossbar.md describes every field and
@@ -74,7 +76,8 @@ class Chip:
     def draw(cls, pattern: BasePattern, arrays: int, hardware: Hardware | None = None, seed: int = 0) -> Chip:
         """A synthetic tested chip of ``arrays`` arrays of ``hardware.tile`` drawn from ``pattern``:
         the same chip `rramfx.inject_faults` draws with ``CellFaults(hardware, pattern)`` and ``seed``
-        for a model that needs ``arrays`` arrays."""
+        for a model that needs ``arrays`` arrays (without spare columns: with them the arrays drawn are
+        ``hardware.physical_tile``, wider than the ones `CellFaults` draws)."""
         hardware = hardware or Hardware()
         if isinstance(arrays, bool) or not isinstance(arrays, int) or arrays < 1:
             raise ArgumentError(f"Chip.draw: arrays must be an int >= 1, got {arrays!r}")
