@@ -42,8 +42,8 @@ def test_one_sa1_cell_meets_the_smallest_weight():
     codes = chip.fault_set(layers, m)["fc"]
     assert codes.tolist() == [[1, 0], [0, 0]]  # in logical coordinates: W[0, 0] = 0.1 is the stuck one
     damage = tile_damage(layers, m.base)
-    assert mapping_damage(damage, chip) == pytest.approx(5.0)
-    assert mapping_damage(damage, chip, m) == pytest.approx(0.1)
+    assert mapping_damage(damage, chip) == pytest.approx(5.0 / 8.3)  # relative to the layer's sum |w|
+    assert mapping_damage(damage, chip, m) == pytest.approx(0.1 / 8.3)
 
 
 def test_one_sa0_cell_meets_the_largest_weight():
@@ -110,12 +110,12 @@ def test_never_more_damage_than_naive(encoding):
         m = rramfx.fault_aware_map(layers, chip)
         damage = tile_damage(layers, m.base)
         assert mapping_damage(damage, chip, m) <= mapping_damage(damage, chip) + 1e-9
-        if encoding == "single":  # the additive damage is exact: the read weights themselves
+        if encoding == "single":  # the additive damage is exact: the read weights themselves, per layer
             true = {}
             for name, mapping in (("naive", None), ("aware", m)):
                 faults = chip.fault_set(layers, mapping)
-                true[name] = sum(float((read_cells(layer.weight, faults[p], hw) - layer.weight).abs().sum().detach())
-                                 for p, layer in layers.items())
+                true[name] = sum(float(((read_cells(w, faults[p], hw) - w).abs().sum() / w.abs().sum()).detach())
+                                 for p, w in ((p, layer.weight) for p, layer in layers.items()))
             assert true["aware"] < true["naive"]
             assert true["aware"] == pytest.approx(mapping_damage(damage, chip, m), rel=1e-5)
 

@@ -7,17 +7,18 @@ Free at run time on a crossbar: which physical array a tile uses, and the routin
 1. the damage of a weight meeting a stuck cell: for every weight, cell position ``m`` of its
    ``Hardware.weight_cells`` cells and stuck code (SA1, SA0), ``|read(w) - read(w with cell m stuck)|``
    through the hardware's encoding (`rramfx.crossbar.encodings.read_cells`, the function the simulation
-   uses), laid out in the naive mapping's array coordinates;
+   uses) over the layer's ``sum |read(w)|`` (relative: a layer of small weights is no cheaper a place for
+   stuck cells), laid out in the naive mapping's array coordinates;
 2. tiles to arrays: ``scipy.optimize.linear_sum_assignment`` on the damage of tile ``t`` on array ``a`` with
    identity routing (a chip may have more arrays than the model needs: the best ones are used);
 3. inside each tile, alternately: weight columns to physical column slots (spare columns included, see
    ``Hardware.spare_columns``) given the row routing, then rows to physical rows given the column
    routing, each an assignment on the summed damage; ``alternations`` rounds.
 
-The damage is additive over cells: exact for the ``single`` encoding, an approximation where one weight
-has several stuck cells. Every step starts from the identity as a feasible choice, so under this damage
-the result is never worse than the naive mapping. Unused cells (outside a layer's matrices) are free,
-as in the naive simulation.
+The damage is additive over cells: exact (up to the per-layer normalisation) for the ``single``
+encoding, an approximation where one weight has several stuck cells. Every step starts from the
+identity as a feasible choice, so under this damage the result is never worse than the naive mapping.
+Unused cells (outside a layer's matrices) are free, as in the naive simulation.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ __all__ = ["fault_aware_map", "mapping_damage", "tile_damage"]
 
 
 def _layer_damage(weight: torch.Tensor, hardware: Hardware) -> torch.Tensor:
-    """``[2, *weight_shape, k]``: damage of cell ``m`` of each weight stuck at SA1 (index 0) or SA0 (1)."""
+    """``[2, *weight_shape, k]``: damage of cell ``m`` of each weight stuck at SA1 (index 0) or SA0 (1),
+    relative to the layer's summed magnitude: a BatchNorm after the layer sees relative errors, and
+    tiles moved between arrays must not push the stuck cells onto the layers of smallest weights."""
     w = weight.detach().float()
     k = hardware.weight_cells
     out = torch.zeros((2, *w.shape, k))
@@ -55,7 +58,7 @@ def _layer_damage(weight: torch.Tensor, hardware: Hardware) -> torch.Tensor:
                 codes = torch.zeros((*w.shape, k), dtype=torch.uint8)
                 codes[..., m] = code
             out[i, ..., m] = (read_cells(w, codes, hardware) - healthy).abs()
-    return out
+    return out / healthy.abs().sum().clamp(min=torch.finfo(torch.float32).tiny)
 
 
 def _place(damage: torch.Tensor, layer: LayerMap, out: np.ndarray) -> None:
