@@ -7,6 +7,7 @@ layers that train with DropConnect and evaluate under simulated stuck-at faults.
 
 from rramfx import data, models, passes
 from rramfx.cost.estimate import CostReport, estimate_cost
+from rramfx.crossbar.aware import fault_aware_map
 from rramfx.crossbar.cellfaults import CellFaults
 from rramfx.crossbar.chip import (
     apply_chip,
@@ -21,7 +22,7 @@ from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.faults import SA0, SA1, BaseFaultModel, FaultModel, FaultSet, chip_seed, register_fault_model
 from rramfx.crossbar.hardware import Hardware
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.crossbar.mapping import CrossbarMap, crossbar_map
+from rramfx.crossbar.mapping import AwareMap, CrossbarMap, crossbar_map
 from rramfx.crossbar.patterns import Clustered, Independent, Lines
 from rramfx.errors import (
     ArgumentError,
@@ -89,6 +90,7 @@ __all__ = [
     "SA1",
     "ArgumentError",
     "ArgumentTypeError",
+    "AwareMap",
     "BaseFaultModel",
     "CellFaults",
     "CellsFailedError",
@@ -145,6 +147,7 @@ __all__ = [
     "evaluate",
     "evaluate_on_chip",
     "export_onnx",
+    "fault_aware_map",
     "inject_faults",
     "inspect_onnx",
     "load_prepared",

@@ -9,6 +9,8 @@ The model is the one the VTS 2024 paper uses for its Table II, made explicit per
   per cell); the ONNX export counts tiles from the same `rramfx.crossbar.hardware.Hardware`. Its
   latency and energy follow ISAAC's average efficiencies (Shafiee et al., ISCA 2016):
   ops / (478.95 GOPs/s/mm² x chip area x chips) seconds and ops / 644.01 GOPs/W joules.
+  ``Hardware.spare_columns`` (for fault-aware mapping) widen every array: the RRAM energy is scaled by
+  (C + spare) / C (`Hardware.column_overhead`) and `CostReport.spare_cells` counts the extra cells.
 - A host (CPU) layer takes ops / host throughput seconds at the host's power.
 - Layers run one after another: the model's latency and energy are the sums over its layers.
 
@@ -123,6 +125,17 @@ class CostReport:
         """Totals over every layer: the model's latency and energy per sample."""
         return CostTotals.of(self.layers)
 
+    @property
+    def rram_cells(self) -> int:
+        """Cells of the arrays the RRAM layers occupy, spare columns included (``Hardware.physical_tile``)."""
+        rows, cols = self.hardware.physical_tile
+        return self.per_device["rram"].tiles * rows * cols
+
+    @property
+    def spare_cells(self) -> int:
+        """Of `rram_cells`, those in spare columns: the price of ``Hardware.spare_columns`` in cells."""
+        return self.per_device["rram"].tiles * self.hardware.tile[0] * self.hardware.spare_columns
+
     def __getitem__(self, path: str) -> LayerCost:
         for c in self.layers:
             if c.path == path:
@@ -225,6 +238,8 @@ def _layer_cost(path: str, layer: nn.Module, device: str, calls: int, n_macs: in
     if device == "rram":
         tiles = map_layer(layer, hw, path).arrays  # the mapping the fault simulation and ONNX export use
         latency, energy = ops / hw.rram_ops_per_s, ops / hw.rram_ops_per_j
+        if hw.spare_columns:  # every bit line of an array is read: spares add their share of the read energy
+            energy *= hw.column_overhead
     else:
         tiles = 0
         latency, energy = ops / hw.host_ops_per_s, ops / hw.host_ops_per_j

@@ -3,6 +3,7 @@ layer's weight unrolls onto arrays, the fault models and fault sets a chip
 is drawn from, the mapping of weights onto arrays, weight encodings, fault patterns on cells, tested
 chips and their files, the DropConnect crossbar layers, and the operations that put faults on a prepared model."""
 
+from rramfx.crossbar.aware import fault_aware_map
 from rramfx.crossbar.cellfaults import CellFaults
 from rramfx.crossbar.chip import (
     apply_chip,
@@ -27,13 +28,14 @@ from rramfx.crossbar.faults import (
 )
 from rramfx.crossbar.hardware import Hardware
 from rramfx.crossbar.layers import CrossbarLayer, to_crossbar_layer, to_plain_layer
-from rramfx.crossbar.mapping import CrossbarMap, LayerMap, crossbar_map
+from rramfx.crossbar.mapping import AwareMap, CrossbarMap, LayerMap, crossbar_map
 from rramfx.crossbar.patterns import BasePattern, Clustered, Independent, Lines, register_pattern
 from rramfx.crossbar.tiling import geometry, macs, tiles_for, weight_fan
 
 __all__ = [
     "SA0",
     "SA1",
+    "AwareMap",
     "BaseFaultModel",
     "BasePattern",
     "CellFaults",
@@ -54,6 +56,7 @@ __all__ = [
     "crossbar_layers",
     "crossbar_map",
     "draw_fault_set",
+    "fault_aware_map",
     "geometry",
     "inject_faults",
     "layer_rng",

@@ -10,10 +10,12 @@ from __future__ import annotations
 from torch import fx
 
 from rramfx.checks import unit_rate
+from rramfx.crossbar.aware import fault_aware_map
 from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.faults import BaseFaultModel, FaultSet, draw_fault_set
 from rramfx.crossbar.layers import CrossbarLayer
-from rramfx.errors import ArgumentTypeError, FaultError, NotPreparedError, PlacementError
+from rramfx.crossbar.mapping import AwareMap
+from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, NotPreparedError, PlacementError
 
 __all__ = [
     "apply_chip",
@@ -85,13 +87,20 @@ def apply_faults(gm: fx.GraphModule, faults: FaultSet) -> None:
             layer.fault_model = None
 
 
-def apply_chip(gm: fx.GraphModule, chip: Chip) -> FaultSet:
-    """Put ``gm`` on the tested chip ``chip`` (`rramfx.Chip`): its RRAM layers take the chip's arrays in
-    module order (`rramfx.crossbar_map`) and read their cells through the chip's encoding. Returns the
-    `FaultSet` applied; a model needing more arrays than the chip has raises `FaultError` saying how many."""
+def apply_chip(gm: fx.GraphModule, chip: Chip, mapping: AwareMap | str | None = None) -> FaultSet:
+    """Put ``gm`` on the tested chip ``chip`` (`rramfx.Chip`) and return the `FaultSet` applied. With
+    ``mapping`` None or ``"naive"`` its RRAM layers take the chip's arrays in module order
+    (`rramfx.crossbar_map`); ``"aware"`` places them with `rramfx.crossbar.aware.fault_aware_map`, or pass
+    such a mapping. Each weight reads its cells through the chip's encoding. A model needing more arrays
+    than the chip has raises `FaultError` saying how many."""
     if not isinstance(chip, Chip):
         raise ArgumentTypeError(f"chip must be an rramfx.Chip, got {type(chip).__name__}")
-    faults = chip.fault_set(_require_crossbar(gm))
+    layers = _require_crossbar(gm)
+    if isinstance(mapping, str):
+        if mapping not in ("naive", "aware"):
+            raise ArgumentError(f"mapping must be 'naive', 'aware', None or an AwareMap, got {mapping!r}")
+        mapping = fault_aware_map(layers, chip) if mapping == "aware" else None
+    faults = chip.fault_set(layers, mapping)
     apply_faults(gm, faults)
     return faults
 

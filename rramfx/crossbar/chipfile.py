@@ -4,8 +4,10 @@ file it is kept in.
 A chip is ``arrays`` crossbar arrays of ``rows x cols`` cells, each cell 0 (healthy), 1 (SA1: stuck at
 the high-resistance state, it reads its lowest conductance) or 2 (SA0: stuck at the low-resistance
 state, its highest conductance), and the `Hardware` it was made as (array size and how its cells hold
-a weight: the encoding). A model is put on it with the naive mapping of `rramfx.crossbar.mapping`: its
-RRAM layers take arrays 0, 1, 2, ... in module order.
+a weight: the encoding). A model is put on it with the naive mapping of `rramfx.crossbar.mapping` (its
+RRAM layers take arrays 0, 1, 2, ... in module order) or with a fault-aware one
+(`rramfx.crossbar.aware`). With ``hardware.spare_columns`` the arrays are ``rows x (cols + spare)``
+(``Hardware.physical_tile``); the naive mapping uses the first ``cols`` columns.
 
 The chip file is a checked JSON file (`rramfx.files`: written atomically, refused on load when its
 SHA-256 does not match) of format ``rramfx.Chip`` version 1; docs/crossbar.md describes every field and
@@ -37,7 +39,7 @@ from rramfx.checks import writable_file
 from rramfx.crossbar.cellfaults import CellFaults
 from rramfx.crossbar.faults import CODE_NAMES, SA0, SA1, FaultSet
 from rramfx.crossbar.hardware import Hardware
-from rramfx.crossbar.mapping import CrossbarMap, map_layers
+from rramfx.crossbar.mapping import AwareMap, CrossbarMap, map_layers
 from rramfx.crossbar.patterns import BasePattern, draw_arrays, pattern_from_dict
 from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, FaultSetFileError
 from rramfx.files import load_checked_json, save_checked_json
@@ -63,9 +65,10 @@ class Chip:
         hardware = Hardware(tile=tuple(codes.shape[1:])) if hardware is None and codes.dim() == 3 else hardware
         if not isinstance(hardware, Hardware):
             raise ArgumentTypeError(f"Chip: hardware must be an rramfx.Hardware, got {type(hardware).__name__}")
-        if codes.dim() != 3 or tuple(codes.shape[1:]) != hardware.tile or codes.shape[0] < 1:
+        if codes.dim() != 3 or tuple(codes.shape[1:]) != hardware.physical_tile or codes.shape[0] < 1:
             raise ArgumentError(f"Chip: codes must be [arrays, rows, cols] with at least one array of "
-                                f"{hardware.array} cells (hardware.tile), got shape {tuple(codes.shape)}")
+                                f"{hardware.array} cells (hardware.tile) plus hardware.spare_columns "
+                                f"({hardware.spare_columns}) columns, got shape {tuple(codes.shape)}")
         self.codes = check_fault_codes("Chip codes (0 healthy, 1 SA1, 2 SA0)", codes, (0, SA1, SA0)).contiguous()
         self.hardware, self.measured, self.pattern, self.seed = hardware, str(measured), pattern, seed
 
@@ -73,11 +76,12 @@ class Chip:
     def draw(cls, pattern: BasePattern, arrays: int, hardware: Hardware | None = None, seed: int = 0) -> Chip:
         """A synthetic tested chip of ``arrays`` arrays of ``hardware.tile`` drawn from ``pattern``:
         the same chip `rramfx.inject_faults` draws with ``CellFaults(hardware, pattern)`` and ``seed``
-        for a model that needs ``arrays`` arrays."""
+        for a model that needs ``arrays`` arrays (without spare columns: with them the arrays drawn are
+        ``hardware.physical_tile``, wider than the ones `CellFaults` draws)."""
         hardware = hardware or Hardware()
         if isinstance(arrays, bool) or not isinstance(arrays, int) or arrays < 1:
             raise ArgumentError(f"Chip.draw: arrays must be an int >= 1, got {arrays!r}")
-        return cls(draw_arrays(pattern, arrays, hardware.tile, seed), hardware,
+        return cls(draw_arrays(pattern, arrays, hardware.physical_tile, seed), hardware,
                    measured=f"simulated: {pattern!r}, seed {seed}", pattern=pattern, seed=seed)
 
     @classmethod
@@ -87,7 +91,8 @@ class Chip:
         hardware = hardware or Hardware()
         if isinstance(arrays, bool) or not isinstance(arrays, int) or arrays < 1:
             raise ArgumentError(f"Chip.healthy: arrays must be an int >= 1, got {arrays!r}")
-        return cls(torch.zeros((arrays, *hardware.tile), dtype=torch.uint8), hardware, measured="healthy (no faults)")
+        return cls(torch.zeros((arrays, *hardware.physical_tile), dtype=torch.uint8), hardware,
+                   measured="healthy (no faults)")
 
     @property
     def arrays(self) -> int:
@@ -112,17 +117,36 @@ class Chip:
                              "use a chip with more arrays, place fewer layers on RRAM, or use larger arrays")
         return mapping
 
-    def fault_set(self, layers: Mapping[str, nn.Module]) -> FaultSet:
+    def fault_set(self, layers: Mapping[str, nn.Module], mapping: AwareMap | None = None) -> FaultSet:
         """The codes ``layers`` (module path → RRAM layer, e.g. `rramfx.crossbar_layers(gm)`) meet on
-        this chip, as a `FaultSet` for `rramfx.apply_faults`."""
+        this chip, in each layer's logical weight coordinates, as a `FaultSet` for `rramfx.apply_faults`
+        (and for ONNX export, which bakes it). ``mapping``: None for the naive mapping (spare columns
+        unused), or a fault-aware one (`rramfx.crossbar.aware.fault_aware_map`) made for these layers."""
         faults = CellFaults(self.hardware, self.pattern)
-        return FaultSet(faults.layer_codes(self.mapping(layers).codes(self.codes)), faults, self.seed)
+        if mapping is None:
+            cells = self.mapping(layers).codes(self.codes[:, :, :self.hardware.tile[1]])
+        else:
+            self._check_aware(layers, mapping)
+            cells = mapping.codes(self.codes)
+        return FaultSet(faults.layer_codes(cells), faults, self.seed)
+
+    def _check_aware(self, layers: Mapping[str, nn.Module], mapping: AwareMap) -> None:
+        if not isinstance(mapping, AwareMap):
+            raise ArgumentTypeError(f"Chip.fault_set: mapping must be None or an AwareMap (what "
+                                    f"fault_aware_map returns), got {type(mapping).__name__}")
+        shapes = {p: m.weight_shape for p, m in mapping.base.layers.items()}
+        if mapping.hardware != self.hardware or shapes != {p: tuple(m.weight.shape) for p, m in layers.items()}:
+            raise FaultError("Chip.fault_set: this mapping was made for other layers or another hardware "
+                             "description; make it with fault_aware_map(layers, chip) for this model and chip")
+        if int(mapping.arrays.max()) >= self.arrays:
+            raise FaultError(f"Chip.fault_set: the mapping uses array {int(mapping.arrays.max())} but this chip "
+                             f"has {self.arrays} arrays: it was made for another chip")
 
     # ---- the file -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The chip file's payload (see the module docstring)."""
-        rows, cols = self.hardware.tile
+        rows, cols = self.hardware.physical_tile
         header = {"rows": rows, "cols": cols, "arrays": self.arrays, "hardware": self.hardware.to_dict(),
                   "codes": CODE_MEANINGS, "measured": self.measured,
                   "pattern": None if self.pattern is None else self.pattern.to_dict(), "seed": self.seed}
@@ -148,8 +172,9 @@ class Chip:
         header = payload["header"]
         hardware = Hardware.from_dict(header["hardware"])
         rows, cols = int(header["rows"]), int(header["cols"])
-        if (rows, cols) != hardware.tile:
-            raise FaultError(f"header rows x cols {rows}x{cols} differ from hardware.tile {hardware.array}")
+        if (rows, cols) != hardware.physical_tile:
+            raise FaultError(f"header rows x cols {rows}x{cols} differ from hardware.tile {hardware.array} "
+                             f"plus {hardware.spare_columns} spare columns")
         arrays = payload["arrays"]
         if len(arrays) != int(header["arrays"]):
             raise FaultError(f"header says {header['arrays']} arrays, the file holds {len(arrays)}")

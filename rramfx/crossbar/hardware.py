@@ -75,6 +75,9 @@ class Hardware:
       holds the magnitude on a positive or a negative row of slices; ``scale``: one full scale per
       ``"layer"`` or per output ``"column"``, also read by ``"differential"``). For these two,
       `weight_cells` follows from the encoding and ``cells_per_weight`` must be 1 or equal to it.
+    - ``spare_columns``: extra physical columns per array (default 0) that a fault-aware mapping may
+      route a logical column to, to avoid a column with stuck cells; the cost model prices them
+      (`column_overhead`).
     - ``chips`` x ``chip_area_mm2`` at ``rram_gops_per_mm2`` (GOPs/s/mm²) and ``rram_gops_per_w``
       (GOPs/W): the 64-chip ISAAC of the paper by default.
     - ``host_gops`` (GOPs/s) and ``host_power_w`` (W): the CPU that runs the other layers. The default,
@@ -98,6 +101,7 @@ class Hardware:
     bits_per_cell: int = 2
     signed: str = "offset"
     scale: str = "layer"
+    spare_columns: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tile", array_shape(self.tile))
@@ -115,6 +119,10 @@ class Hardware:
             raise CostError(f"Hardware.cells_per_weight is {self.cells_per_weight} but the {self.encoding} "
                             f"encoding uses {self.weight_cells} cells per weight: leave it at 1 or set it to "
                             f"{self.weight_cells}")
+        spare = self.spare_columns
+        if isinstance(spare, bool) or not isinstance(spare, int) or spare < 0:
+            raise CostError(f"Hardware.spare_columns must be an int >= 0 (extra columns per array that a "
+                            f"fault-aware mapping may route to), got {spare!r}")
         for name in ("chip_area_mm2", "rram_gops_per_mm2", "rram_gops_per_w", "host_gops", "host_power_w"):
             object.__setattr__(self, name, positive_number(f"Hardware.{name}", getattr(self, name), CostError))
 
@@ -133,6 +141,18 @@ class Hardware:
         if self.encoding == "bit_sliced":
             return self.slices * (2 if self.signed == "differential" else 1)
         return self.cells_per_weight
+
+    @property
+    def physical_tile(self) -> tuple[int, int]:
+        """The arrays as made: ``tile`` plus ``spare_columns`` extra columns that only a fault-aware mapping
+        (`rramfx.crossbar.aware.fault_aware_map`) uses; the naive mapping uses the first ``tile[1]``."""
+        return self.tile[0], self.tile[1] + self.spare_columns
+
+    @property
+    def column_overhead(self) -> float:
+        """Physical over logical columns per array, (C + spare) / C: what spare columns add to the cells,
+        area and read energy of the RRAM part (1 without spares)."""
+        return (self.tile[1] + self.spare_columns) / self.tile[1]
 
     @property
     def rram_ops_per_s(self) -> float:
@@ -163,8 +183,11 @@ class Hardware:
         """One line naming every figure the estimate uses."""
         return (f"RRAM: {self.chips} chips x {self.chip_area_mm2:g} mm^2 at {self.rram_gops_per_mm2:g} GOPs/s/mm^2 "
                 f"({self.rram_ops_per_s / 1e12:,.0f} TOPs/s) and {self.rram_gops_per_w:g} GOPs/W, "
-                f"{self.array} arrays, {self.describe_cells()}; "
+                f"{self.array} arrays{self._spares()}, {self.describe_cells()}; "
                 f"host: {self.host_gops:g} GOPs/s at {self.host_power_w:g} W")
+
+    def _spares(self) -> str:
+        return f" (+{self.spare_columns} spare columns)" if self.spare_columns else ""
 
     def describe_cells(self) -> str:
         """How a weight is held, in a few words (``"cells per weight 1"`` for the default)."""
@@ -176,8 +199,12 @@ class Hardware:
                 f"{self.bits_per_cell} bits ({self.signed} sign, {self.scale} scale)")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON-ready): every field, ``tile`` as a list."""
-        return {**asdict(self), "tile": list(self.tile)}
+        """Plain data (JSON-ready): every field, ``tile`` as a list; ``spare_columns`` only when set, so
+        files written without spares stay byte-identical."""
+        data = {**asdict(self), "tile": list(self.tile)}
+        if not self.spare_columns:
+            del data["spare_columns"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Hardware:

@@ -31,7 +31,7 @@ from rramfx.crossbar.tiling import Geometry, geometry, groups_per_tile
 from rramfx.errors import ArgumentTypeError, NotPreparedError
 from rramfx.tables import table_lines
 
-__all__ = ["CrossbarMap", "LayerMap", "Tile", "crossbar_map", "fold", "map_layer", "map_layers", "unroll"]
+__all__ = ["AwareMap", "CrossbarMap", "LayerMap", "Tile", "crossbar_map", "fold", "map_layer", "map_layers", "unroll"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,47 @@ class CrossbarMap:
 
     def __str__(self) -> str:
         return self.table()
+
+
+@dataclass(frozen=True, eq=False)
+class AwareMap:
+    """A fault-aware placement of ``base``'s tiles (what `rramfx.crossbar.aware.fault_aware_map` returns):
+    tile ``t`` of the naive mapping (its array ``t``) sits on physical array ``arrays[t]``, its logical row
+    ``r`` on physical row ``rows[t, r]`` and its logical cell column ``c`` on physical cell column
+    ``cols[t, c]`` (which may be a spare column, ``>= tile[1]``). Rows and columns are routed at the
+    array's inputs and outputs, so the layer computes the same function on a healthy chip."""
+
+    base: CrossbarMap
+    arrays: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+
+    @property
+    def hardware(self) -> Hardware:
+        return self.base.hardware
+
+    def virtual_chip(self, chip: torch.Tensor) -> torch.Tensor:
+        """The codes ``[tiles, R, C]`` each tile's logical cells meet on ``chip`` (``[arrays, R, C + spare]``):
+        the chip as the naive mapping would have to see it for this placement."""
+        block = chip[torch.as_tensor(self.arrays, dtype=torch.long)]
+        rows = torch.as_tensor(self.rows, dtype=torch.long)[:, :, None].expand(-1, -1, block.shape[2])
+        block = torch.gather(block, 1, rows)
+        cols = torch.as_tensor(self.cols, dtype=torch.long)[:, None, :].expand(-1, block.shape[1], -1)
+        return torch.gather(block, 2, cols)
+
+    def codes(self, chip: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Module path → that layer's cell codes in its own (logical) weight coordinates, as
+        `CrossbarMap.codes` gives them for the naive mapping."""
+        return self.base.codes(self.virtual_chip(chip))
+
+    def moved(self) -> dict[str, int]:
+        """How much differs from the naive mapping: tiles on another array, rows and columns rerouted,
+        cell columns on spare columns."""
+        tiles = len(self.arrays)
+        ident_r, ident_c = np.arange(self.rows.shape[1]), np.arange(self.cols.shape[1])
+        return {"tiles_moved": int((self.arrays != np.arange(tiles)).sum()),
+                "rows_rerouted": int((self.rows != ident_r).sum()), "cols_rerouted": int((self.cols != ident_c).sum()),
+                "spare_cols_used": int((self.cols >= self.hardware.tile[1]).sum())}
 
 
 def map_layer(layer: nn.Module, hardware: Hardware, path: str = "", first_array: int = 0) -> LayerMap:

@@ -2,7 +2,7 @@
 
 Where `rramfx.monte_carlo` draws many chips from a fault model, `evaluate_on_chip` answers "how does my
 model do on *this* chip": the model's RRAM layers are mapped onto the chip's arrays (the naive mapping
-of `rramfx.crossbar_map`), each weight reads its cells through the chip's encoding, and the read
+of `rramfx.crossbar_map`, or a fault-aware one), each weight reads its cells through the chip's encoding, and the read
 weights are computed once for the whole test set.
 """
 
@@ -17,6 +17,7 @@ from torch import fx
 from rramfx.checks import unit_rate
 from rramfx.crossbar.chip import apply_chip, crossbar_layers
 from rramfx.crossbar.chipfile import Chip
+from rramfx.crossbar.mapping import AwareMap
 from rramfx.errors import ArgumentTypeError, PlacementError
 from rramfx.evaluation.chips import _baked, _unbake, evaluate
 from rramfx.graph.modules import eval_mode
@@ -25,14 +26,16 @@ __all__ = ["evaluate_on_chip"]
 
 
 def evaluate_on_chip(gm: fx.GraphModule, chip: Chip, loader: Iterable[Any], *,
-                     fault_rate: float | None = None) -> float:
+                     fault_rate: float | None = None, mapping: AwareMap | str | None = None) -> float:
     """Top-1 accuracy of the prepared model ``gm`` on ``chip`` over ``loader``.
 
     ``fault_rate`` is the p' whose 1/(1-p') scale the read weights get (None: the model's own). A chip
     with no stuck cell gives the accuracy of the encoding alone (for ``bit_sliced``, quantisation
     alone: see `rramfx.Chip.healthy`). ``gm`` is returned as it was given (weights, applied chip, p',
     train/eval flags). A model needing more arrays than the chip has raises `rramfx.FaultError` saying
-    how many it needs."""
+    how many it needs. ``mapping``: None or ``"naive"`` (layers on arrays 0, 1, ... in module order),
+    ``"aware"`` (placed around the chip's stuck cells by `rramfx.crossbar.aware.fault_aware_map`), or such
+    a mapping made before (to time or reuse it)."""
     if not isinstance(chip, Chip):
         raise ArgumentTypeError(f"evaluate_on_chip: chip must be an rramfx.Chip, got {type(chip).__name__}")
     layers = crossbar_layers(gm)
@@ -42,7 +45,7 @@ def evaluate_on_chip(gm: fx.GraphModule, chip: Chip, loader: Iterable[Any], *,
     p_prime = None if fault_rate is None else unit_rate("fault_rate", fault_rate)
     saved = {path: (m.fault_codes, m.fault_model, m.fault_rate) for path, m in layers.items()}
     try:
-        apply_chip(gm, chip)
+        apply_chip(gm, chip, mapping)
         for m in layers.values():
             m.fault_rate = m.fault_rate if p_prime is None else p_prime
         with eval_mode(gm), torch.no_grad():
