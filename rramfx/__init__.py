@@ -60,6 +60,7 @@ from rramfx.experiment.report import write_report
 from rramfx.graph.modules import weighted_layers
 from rramfx.graph.placement_report import placement, summary
 from rramfx.graph.tracing import trace
+from rramfx.onnx.chip_export import export_on_chip
 from rramfx.onnx.export import export_onnx
 from rramfx.onnx.feed import onnx_fault_inputs
 from rramfx.onnx.inspect import inspect_onnx
@@ -146,6 +147,7 @@ __all__ = [
     "estimate_cost",
     "evaluate",
     "evaluate_on_chip",
+    "export_on_chip",
     "export_onnx",
     "fault_aware_map",
     "inject_faults",

@@ -127,3 +127,28 @@ def test_export_chip_too_small_says_how_many_arrays(tmp_path, capsys):
     assert main(["export", "--model", "tests.test_onnx_encodings:ConvNet", "--out", str(out), "--faults", "3",
                  "--chip", str(chip_file)]) == 2
     assert "--chip bakes that chip's read weights in: drop --faults 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("encoding", ["single", "bit_sliced_column"])
+def test_export_on_chip_with_the_aware_mapping_matches_pytorch(setup, tmp_path, encoding):
+    gm, _, x = setup
+    hardware = ENCODINGS[encoding]
+    arrays = rramfx.crossbar_map(gm, hardware).arrays
+    chip = Chip.draw(Independent(sa1=0.1, sa0=0.05), arrays + 2, hardware, seed=4)
+    before = {k: v.clone() for k, v in gm.state_dict().items()}
+    aware = rramfx.fault_aware_map(rramfx.crossbar_layers(gm), chip)
+    path = rramfx.export_on_chip(gm, torch.randn(2, 3, 8, 8), chip, tmp_path / "aware.onnx", mapping=aware)
+    assert all(torch.equal(before[k], v) for k, v in gm.state_dict().items())  # gm left as it was
+    assert all(m.fault_codes is None for m in rramfx.crossbar_layers(gm).values())
+    g = copy.deepcopy(gm)
+    rramfx.apply_chip(g, chip, aware)
+    with torch.no_grad():
+        want = g(x).numpy()
+        naive = copy.deepcopy(gm)
+        rramfx.apply_chip(naive, chip)
+        naive_out = naive(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(got - want).max() <= 1e-5
+    assert np.abs(naive_out - want).max() > 1e-3  # the aware mapping is a different placement
+    assert model_meta(onnx.load(path))["fault_mode"] == "read_weights"

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a tested chip file (rramfx.Chip.save): bake the weights its crossbars read (its encoding, "
                         "its stuck cells, x 1/(1-p')) into the graph; the RRAM layers take its arrays in module "
                         "order, and its array size and encoding are the ones annotated")
+    p.add_argument("--mapping", choices=("naive", "aware"), default="naive",
+                   help="with --chip: 'naive' puts the layers on the chip's arrays in module order (default); "
+                        "'aware' chooses arrays and routes rows and columns around the chip's stuck cells")
     p.add_argument("--sa1", type=rate, help="SA1 rate of the fault model (default: the policy's fault_rate)")
     p.add_argument("--sa0", type=rate, default=0.0, help="SA0 rate of the fault model (default 0)")
     p.add_argument("--input-size", type=image_shape, metavar="C,H,W",
@@ -102,37 +105,6 @@ def _chip(args: argparse.Namespace, mode: str):
     return Chip.load(args.chip)
 
 
-def _export_on_chip(gm, example, chip, args: argparse.Namespace, hardware, out):
-    """Export the clean graph, then bake in the weights ``chip``'s crossbars read (naive mapping,
-    `rramfx.Chip.fault_set`; a model needing more arrays than the chip has raises `FaultError` saying
-    how many, before the export), with `rramfx.onnx.chip_sessions.bake_read_weights`."""
-    import tempfile
-    from pathlib import Path
-
-    import onnx
-    import torch
-
-    from rramfx.crossbar.chip import crossbar_layers
-    from rramfx.files import write_atomic
-    from rramfx.onnx.chip_sessions import bake_read_weights
-    from rramfx.onnx.export import export_onnx
-
-    layers = crossbar_layers(gm)
-    faults = chip.fault_set(layers)
-    with torch.no_grad():
-        weights = {p: faults.fault_model.read_weight(layers[p].weight.detach(), codes,
-                                                     1.0 / (1.0 - layers[p].fault_rate) if layers[p].fault_rate > 0
-                                                     else 1.0)
-                   for p, codes in faults.items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        clean = export_onnx(gm, example, Path(tmp) / "clean.onnx", opset=args.opset, hardware=hardware,
-                            class_names=getattr(args, "class_names", None),
-                            preprocessing=getattr(args, "preprocessing", None))
-        model = bake_read_weights(clean, weights)
-    onnx.checker.check_model(model, full_check=True)
-    return write_atomic(out, model.SerializeToString())
-
-
 def run(args: argparse.Namespace) -> int:
     import torch  # heavy imports only when the command runs
 
@@ -140,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from rramfx.crossbar.chip import crossbar_layers, inject_faults
     from rramfx.crossbar.faults import FaultModel
     from rramfx.graph.record import rramfx_meta
+    from rramfx.onnx.chip_export import export_on_chip
     from rramfx.onnx.export import export_onnx
 
     mode = args.faults
@@ -162,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             faults = None if mode == "none" else "inputs"
         if chip is not None:
-            path = _export_on_chip(gm, example, chip, args, hardware, out)
+            path = export_on_chip(gm, example, chip, out, mapping=args.mapping, opset=args.opset,
+                                  class_names=getattr(args, "class_names", None),
+                                  preprocessing=getattr(args, "preprocessing", None))
         else:
             path = export_onnx(gm, example, out, faults=faults, opset=args.opset, fault_model=fault_model,
                                hardware=hardware, prescale=not args.no_prescale,

@@ -20,6 +20,7 @@ from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, NotPrepa
 __all__ = [
     "apply_chip",
     "apply_faults",
+    "chip_faults",
     "clear_faults",
     "crossbar_layers",
     "inject_faults",
@@ -87,12 +88,11 @@ def apply_faults(gm: fx.GraphModule, faults: FaultSet) -> None:
             layer.fault_model = None
 
 
-def apply_chip(gm: fx.GraphModule, chip: Chip, mapping: AwareMap | str | None = None) -> FaultSet:
-    """Put ``gm`` on the tested chip ``chip`` (`rramfx.Chip`) and return the `FaultSet` applied. With
-    ``mapping`` None or ``"naive"`` its RRAM layers take the chip's arrays in module order
+def chip_faults(gm: fx.GraphModule, chip: Chip, mapping: AwareMap | str | None = None) -> FaultSet:
+    """The `FaultSet` ``gm``'s RRAM layers meet on the tested chip ``chip`` (`rramfx.Chip`), without
+    applying it. With ``mapping`` None or ``"naive"`` the layers take the chip's arrays in module order
     (`rramfx.crossbar_map`); ``"aware"`` places them with `rramfx.crossbar.aware.fault_aware_map`, or pass
-    such a mapping. Each weight reads its cells through the chip's encoding. A model needing more arrays
-    than the chip has raises `FaultError` saying how many."""
+    such a mapping. A model needing more arrays than the chip has raises `FaultError` saying how many."""
     if not isinstance(chip, Chip):
         raise ArgumentTypeError(f"chip must be an rramfx.Chip, got {type(chip).__name__}")
     layers = _require_crossbar(gm)
@@ -100,7 +100,13 @@ def apply_chip(gm: fx.GraphModule, chip: Chip, mapping: AwareMap | str | None = 
         if mapping not in ("naive", "aware"):
             raise ArgumentError(f"mapping must be 'naive', 'aware', None or an AwareMap, got {mapping!r}")
         mapping = fault_aware_map(layers, chip) if mapping == "aware" else None
-    faults = chip.fault_set(layers, mapping)
+    return chip.fault_set(layers, mapping)
+
+
+def apply_chip(gm: fx.GraphModule, chip: Chip, mapping: AwareMap | str | None = None) -> FaultSet:
+    """Put ``gm`` on the tested chip ``chip`` (see `chip_faults` for ``mapping``) and return the
+    `FaultSet` applied: each weight reads its cells through the chip's encoding."""
+    faults = chip_faults(gm, chip, mapping)
     apply_faults(gm, faults)
     return faults
 

@@ -2,6 +2,7 @@
 segments, inspection, and Monte-Carlo simulation in onnxruntime."""
 
 from rramfx.errors import OnnxError
+from rramfx.onnx.chip_export import export_on_chip
 from rramfx.onnx.chip_sessions import bake_read_weights, read_weight_graph
 from rramfx.onnx.export import export_onnx
 from rramfx.onnx.feed import onnx_fault_inputs
@@ -15,6 +16,7 @@ __all__ = [
     "OrtMonteCarloResult",
     "Plan",
     "bake_read_weights",
+    "export_on_chip",
     "export_onnx",
     "inspect_onnx",
     "onnx_fault_inputs",
