@@ -87,5 +87,7 @@ def test_cli_workers_equal_the_serial_evaluation(tmp_path, capsys):
     assert [r["accuracies"] for r in parallel] == [r["accuracies"] for r in serial]
     assert len(serial[0]["accuracies"]) == 4
     assert [r["mean"] for r in parallel] == [r["mean"] for r in serial]
-    assert main(["evaluate", *common, "--workers", "0"]) != 0
-    assert "workers must be a positive int" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused when the flags are parsed, before any work
+        main(["evaluate", *common, "--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --workers: must be an integer >= 1, got '0'" in capsys.readouterr().err
