@@ -220,6 +220,7 @@ def test_plots_show_their_spread_fixed_scale_and_ties(tmp_path):
     texts = {t.get_text(): t.get_fontweight() for t in heat.axes[0].texts}
     assert texts["42.0\n±5.0"] == "normal" and texts["90.0\n±0.0"] == "bold"
     assert "(tie)" in heat.axes[0].get_xticklabels()[1].get_text()
+    assert heat.axes[0].get_title().endswith("cells: mean ± std over simulated chips (1 training seed)")
     from matplotlib.figure import Figure
 
     own = Figure()

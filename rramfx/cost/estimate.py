@@ -21,15 +21,13 @@ docs/cost-model.md, with a worked example and the comparison with the paper's Ta
 
 from __future__ import annotations
 
-import json
 import warnings
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 
+from rramfx.cost.report import CostReport, CostTotals, LayerCost
 from rramfx.crossbar.hardware import (
     ISAAC_CHIP_AREA_MM2,
     ISAAC_GOPS_PER_MM2,
@@ -40,7 +38,7 @@ from rramfx.crossbar.hardware import (
 )
 from rramfx.crossbar.mapping import map_layer
 from rramfx.crossbar.tiling import geometry
-from rramfx.errors import CostError, NotPreparedError, UnknownLayerError
+from rramfx.errors import CostError, NotPreparedError
 from rramfx.graph.mac_count import count_macs
 from rramfx.graph.modules import kernel_label
 from rramfx.graph.placement_report import placement
@@ -58,124 +56,6 @@ __all__ = [
     "LayerCost",
     "estimate_cost",
 ]
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    """One weighted layer's cost for one sample: ``macs`` over its ``calls`` in one forward pass, its
-    unrolled weight (``groups`` matrices of ``rows x cols``), the crossbar arrays it occupies (``tiles``,
-    0 on the host), and its latency (s) and energy (J) on ``device``."""
-
-    path: str
-    device: str
-    kernel: str
-    calls: int
-    macs: int
-    rows: int
-    cols: int
-    groups: int
-    tiles: int
-    latency_s: float
-    energy_j: float
-
-    @property
-    def ops(self) -> int:
-        return 2 * self.macs
-
-
-@dataclass(frozen=True)
-class CostTotals:
-    """Sums over a set of layers (one device's, or all of them)."""
-
-    layers: int
-    macs: int
-    tiles: int
-    latency_s: float
-    energy_j: float
-
-    @property
-    def ops(self) -> int:
-        return 2 * self.macs
-
-    @classmethod
-    def of(cls, layers: Iterable[LayerCost]) -> CostTotals:
-        items = list(layers)
-        return cls(len(items), sum(c.macs for c in items), sum(c.tiles for c in items),
-                   sum(c.latency_s for c in items), sum(c.energy_j for c in items))
-
-
-@dataclass(frozen=True)
-class CostReport:
-    """The cost of one inference (one sample) of a prepared model, layer by layer, on ``hardware``.
-
-    ``input_shapes`` are the per-sample shapes of the example inputs the MACs were counted on.
-    """
-
-    hardware: Hardware
-    input_shapes: tuple[tuple[int, ...], ...]
-    layers: tuple[LayerCost, ...]
-
-    @property
-    def per_device(self) -> dict[str, CostTotals]:
-        """Totals of the ``"rram"`` and the ``"cpu"`` layers (both keys always present)."""
-        return {d: CostTotals.of(c for c in self.layers if c.device == d) for d in DEVICES}
-
-    @property
-    def total(self) -> CostTotals:
-        """Totals over every layer: the model's latency and energy per sample."""
-        return CostTotals.of(self.layers)
-
-    @property
-    def rram_cells(self) -> int:
-        """Cells of the arrays the RRAM layers occupy, spare columns included (``Hardware.physical_tile``)."""
-        rows, cols = self.hardware.physical_tile
-        return self.per_device["rram"].tiles * rows * cols
-
-    @property
-    def spare_cells(self) -> int:
-        """Of `rram_cells`, those in spare columns: the price of ``Hardware.spare_columns`` in cells."""
-        return self.per_device["rram"].tiles * self.hardware.tile[0] * self.hardware.spare_columns
-
-    def __getitem__(self, path: str) -> LayerCost:
-        for c in self.layers:
-            if c.path == path:
-                return c
-        raise UnknownLayerError(f"no weighted layer {path!r} in this report")
-
-    def table(self) -> str:
-        """A text table: one row per layer, then per-device and overall totals and the hardware."""
-        from rramfx.cost.table import render_table
-
-        return render_table(self)
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON-ready); ``totals`` is derived and ignored by `from_dict`."""
-        totals = {**self.per_device, "total": self.total}
-        return {
-            "hardware": self.hardware.to_dict(),
-            "input_shapes": [list(s) for s in self.input_shapes],
-            "layers": [asdict(c) for c in self.layers],
-            "totals": {k: {**asdict(t), "ops": t.ops} for k, t in totals.items()},
-        }
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CostReport:
-        """The inverse of `to_dict`."""
-        try:
-            shapes = tuple(tuple(int(d) for d in s) for s in data["input_shapes"])
-            return cls(Hardware.from_dict(data["hardware"]), shapes, tuple(LayerCost(**c) for c in data["layers"]))
-        except (KeyError, TypeError) as e:
-            raise CostError(f"not a CostReport dict ({type(e).__name__}: {e}); make one with CostReport.to_dict") from e
-
-    @classmethod
-    def from_json(cls, text: str) -> CostReport:
-        return cls.from_dict(json.loads(text))
 
 
 def estimate_cost(

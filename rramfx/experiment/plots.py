@@ -111,8 +111,8 @@ def plot_heatmap(summary: Summary, ax: Any = None, *, title: str = "", sa0_fract
     ax.set_yticks(range(len(drops)), [f"{100 * d:g}%" for d in drops])
     ax.set_xlabel(f"fault rate (% of cells, {fault_label(sa0_fraction)})")
     ax.set_ylabel("DropConnect rate in training (%)")
-    ax.set_title(title or "accuracy (%) on simulated chips", fontsize=10)
-    fig.colorbar(im, ax=ax, label=f"accuracy (%), {spread_label(seeds)}")
+    ax.set_title(f"{title or 'accuracy (%) on simulated chips'}\ncells: mean {spread_label(seeds)}", fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
     return fig
 
 
