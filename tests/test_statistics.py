@@ -24,7 +24,7 @@ def test_figures_by_hand():
     s = chip_statistics([0.5, 0.7, 0.6, 0.8])
     assert math.isclose(s.mean, 0.65) and (s.min, s.max) == (0.5, 0.8)
     assert math.isclose(s.std, math.sqrt(((0.15**2) * 2 + (0.05**2) * 2) / 3))
-    half = 3.182 * s.std / 2  # t(3) x std / sqrt(4)
+    half = 3.182446 * s.std / 2  # t(3) (3.182 in printed tables) x std / sqrt(4)
     assert s.ci95 == pytest.approx((0.65 - half, 0.65 + half))
     assert s.interval95 == pytest.approx((0.5075, 0.7925))
     one = chip_statistics([0.9])
