@@ -105,6 +105,15 @@ def test_cli_sweep_reads_a_config_file_and_flags_override_it(tmp_path, capsys):
     assert stored["config"]["trials"] == 3 and stored["config"]["epochs"] == 1
     assert stored["config"]["model"] == "mini_mobilenet_1" and len(stored["rows"]) == 1
     assert "| p = 0 |" in capsys.readouterr().out
+    # --trials 4 then 8 into the same folder: the trained model is reused, untouched; 8 chips per cell
+    assert main(["sweep", "--config", str(config), "--trials", "4", "--out", str(out), "--quiet",
+                 "--engine", "serial", "--device", "cpu"]) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+    assert main(["sweep", "--config", str(config), "--trials", "8", "--out", str(out), "--quiet",
+                 "--engine", "serial", "--device", "cpu"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()} == stamps and stamps
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["trials"] for r in rows] == [8]
 
 
 def test_training_speed_options_reach_every_training(tmp_path):
