@@ -137,6 +137,9 @@ def check_fault_codes(name: str, codes: Any, allowed: Collection[int] | None,
     if codes.dtype == torch.bool or codes.dtype.is_floating_point or codes.dtype.is_complex:
         raise error(f"{name} must hold integer fault codes, got dtype {codes.dtype}")
     if codes.numel():
+        low, high = (int(v) for v in torch.aminmax(codes))  # one pass; the set of values only when needed
+        if low >= 0 and high <= 255 and (allowed is None or set(range(low, high + 1)) <= set(allowed)):
+            return codes.to("cpu", torch.uint8)
         values = torch.unique(codes).tolist()
         bad = [v for v in values if not 0 <= v <= 255 or (allowed is not None and v not in allowed)]
         if bad:

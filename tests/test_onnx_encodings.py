@@ -152,3 +152,30 @@ def test_export_on_chip_with_the_aware_mapping_matches_pytorch(setup, tmp_path, 
     assert np.abs(got - want).max() <= 1e-5
     assert np.abs(naive_out - want).max() > 1e-3  # the aware mapping is a different placement
     assert model_meta(onnx.load(path))["fault_mode"] == "read_weights"
+
+
+def test_export_on_chip_with_the_measured_fault_rate_matches_pytorch(setup, tmp_path):
+    gm, _, x = setup
+    hardware = ENCODINGS["single"]
+    chip = Chip.draw(Independent(sa1=0.15), rramfx.crossbar_map(gm, hardware).arrays, hardware, seed=6)
+    path = rramfx.export_on_chip(gm, torch.randn(2, 3, 8, 8), chip, tmp_path / "m.onnx", mapping="aware",
+                                 fault_rate="measured")
+    g = copy.deepcopy(gm)
+    rramfx.apply_chip(g, chip, "aware")
+    rates = rramfx.crossbar.measured_fault_rates(g)
+    assert rates and all(0 <= r < 0.15 for r in rates.values())  # aware: less lost than the SA1 rate
+    for name, layer in rramfx.crossbar_layers(g).items():
+        layer.fault_rate = rates[name]
+    with torch.no_grad():
+        want = g(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0] - want).max() <= 1e-5
+    assert all(m.fault_rate == 0.1 for m in rramfx.crossbar_layers(gm).values())  # gm's own p' untouched
+
+
+def test_measured_fault_rate_flag_needs_a_chip(tmp_path, capsys):
+    out = tmp_path / "x.onnx"
+    assert main(["export", "--model", "tests.test_onnx_encodings:ConvNet", "--out", str(out),
+                 "--input-size", "3,8,8", "--measured-fault-rate"]) == 2
+    assert "--measured-fault-rate measures p' on a tested chip: give --chip FILE" in capsys.readouterr().err
+    assert not out.exists()

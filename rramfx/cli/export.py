@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mapping", choices=("naive", "aware"), default="naive",
                    help="with --chip: 'naive' puts the layers on the chip's arrays in module order (default); "
                         "'aware' chooses arrays and routes rows and columns around the chip's stuck cells")
+    p.add_argument("--measured-fault-rate", action="store_true",
+                   help="with --chip: scale each RRAM layer by 1/(1-p') with p' the weight magnitude the chip's "
+                        "stuck cells take from that layer (the p' rule for --mapping aware), instead of --fault-rate")
     p.add_argument("--sa1", type=rate, help="SA1 rate of the fault model (default: the policy's fault_rate)")
     p.add_argument("--sa0", type=rate, default=0.0, help="SA0 rate of the fault model (default 0)")
     p.add_argument("--input-size", type=image_shape, metavar="C,H,W",
@@ -95,7 +98,11 @@ def _prepared(args: argparse.Namespace):
 def _chip(args: argparse.Namespace, mode: str):
     """The --chip file's `rramfx.Chip`, or None; checked against the flags it cannot go with."""
     if getattr(args, "chip", None) is None:
+        if args.measured_fault_rate:
+            raise ArgumentError("--measured-fault-rate measures p' on a tested chip: give --chip FILE")
         return None
+    if args.measured_fault_rate and args.fault_rate is not None:
+        raise ArgumentError("--measured-fault-rate measures p' on the chip: drop --fault-rate")
     if mode != "none":
         raise ArgumentError(f"--chip bakes that chip's read weights in: drop --faults {args.faults}")
     if args.no_prescale:
@@ -136,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             faults = None if mode == "none" else "inputs"
         if chip is not None:
             path = export_on_chip(gm, example, chip, out, mapping=args.mapping, opset=args.opset,
+                                  fault_rate="measured" if args.measured_fault_rate else None,
                                   class_names=getattr(args, "class_names", None),
                                   preprocessing=getattr(args, "preprocessing", None))
         else:

@@ -11,6 +11,7 @@ from rramfx.crossbar.chip import (
     clear_faults,
     crossbar_layers,
     inject_faults,
+    measured_fault_rates,
     set_drop_rate,
     set_fault_rate,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "inject_faults",
     "layer_rng",
     "macs",
+    "measured_fault_rates",
     "register_fault_model",
     "register_pattern",
     "set_drop_rate",

@@ -7,6 +7,9 @@ applied is the thing one evaluates. The user's original model is never involved.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import fx
 
 from rramfx.checks import unit_rate
@@ -20,10 +23,12 @@ from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, NotPrepa
 __all__ = [
     "apply_chip",
     "apply_faults",
+    "chip_fault_rate",
     "chip_faults",
     "clear_faults",
     "crossbar_layers",
     "inject_faults",
+    "measured_fault_rates",
     "set_drop_rate",
     "set_fault_rate",
 ]
@@ -123,6 +128,36 @@ def set_fault_rate(gm: fx.GraphModule, fault_rate: float) -> None:
     fault_rate = unit_rate("fault_rate", fault_rate)
     for layer in _require_crossbar(gm).values():
         layer.fault_rate = fault_rate
+
+
+def chip_fault_rate(caller: str, fault_rate: Any) -> float | str | None:
+    """The checked p' argument of a function that puts a model on a known chip: None (the model's own),
+    a rate in [0, 1), or ``"measured"`` (`measured_fault_rates`)."""
+    if fault_rate is None or fault_rate == "measured":
+        return fault_rate
+    if isinstance(fault_rate, str):
+        raise ArgumentError(f"{caller}: fault_rate must be a number in [0, 1), None or 'measured', got {fault_rate!r}")
+    return unit_rate("fault_rate", fault_rate)
+
+
+def measured_fault_rates(gm: fx.GraphModule) -> dict[str, float]:
+    """Each faulty RRAM layer's p' measured on the chip it is on: the fraction of the layer's weight
+    magnitude that its stuck cells take away, sum(max(|w| - |read w|, 0)) / sum(|w|), read without scale.
+
+    The 1/(1-p') scale stands in for the weight a chip loses; under the naive mapping of independent
+    SA1 cells this is the SA1 rate the paper uses, but a fault-aware mapping puts stuck cells under
+    small weights and loses far less, so a rate-based p' over-scales it. Healthy layers are left out."""
+    rates = {}
+    with torch.no_grad():
+        for path, layer in _require_crossbar(gm).items():
+            if layer.fault_codes is None:
+                continue
+            w = layer.weight.detach()
+            read = layer.fault_model.read_weight(w, layer.fault_codes, 1.0)
+            total = float(w.abs().sum())
+            lost = float((w.abs() - read.abs()).clamp_min_(0).sum())
+            rates[path] = min(lost / total, 0.99) if total > 0 else 0.0
+    return rates
 
 
 def set_drop_rate(gm: fx.GraphModule, drop_rate: float) -> None:

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from rramfx.checks import unit_rate
-from rramfx.crossbar.chip import apply_chip, crossbar_layers
+from rramfx.crossbar.chip import apply_chip, chip_fault_rate, crossbar_layers, measured_fault_rates
 from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.mapping import AwareMap
 from rramfx.errors import ArgumentTypeError, PlacementError
@@ -26,10 +25,12 @@ __all__ = ["evaluate_on_chip"]
 
 
 def evaluate_on_chip(gm: fx.GraphModule, chip: Chip, loader: Iterable[Any], *,
-                     fault_rate: float | None = None, mapping: AwareMap | str | None = None) -> float:
+                     fault_rate: float | str | None = None, mapping: AwareMap | str | None = None) -> float:
     """Top-1 accuracy of the prepared model ``gm`` on ``chip`` over ``loader``.
 
-    ``fault_rate`` is the p' whose 1/(1-p') scale the read weights get (None: the model's own). A chip
+    ``fault_rate`` is the p' whose 1/(1-p') scale the read weights get (None: the model's own;
+    ``"measured"``: each layer's own loss on this chip and mapping, see
+    `rramfx.crossbar.chip.measured_fault_rates`, the rule to use with a fault-aware mapping). A chip
     with no stuck cell gives the accuracy of the encoding alone (for ``bit_sliced``, quantisation
     alone: see `rramfx.Chip.healthy`). ``gm`` is returned as it was given (weights, applied chip, p',
     train/eval flags). A model needing more arrays than the chip has raises `rramfx.FaultError` saying
@@ -42,12 +43,13 @@ def evaluate_on_chip(gm: fx.GraphModule, chip: Chip, loader: Iterable[Any], *,
     if not layers:
         raise PlacementError("evaluate_on_chip: this model has no crossbar (RRAM) layers to put on the chip; "
                              "prepare it with rramfx.prepare and place at least one layer on 'rram'")
-    p_prime = None if fault_rate is None else unit_rate("fault_rate", fault_rate)
+    p_prime = chip_fault_rate("evaluate_on_chip", fault_rate)
     saved = {path: (m.fault_codes, m.fault_model, m.fault_rate) for path, m in layers.items()}
     try:
         apply_chip(gm, chip, mapping)
-        for m in layers.values():
-            m.fault_rate = m.fault_rate if p_prime is None else p_prime
+        rates = measured_fault_rates(gm) if p_prime == "measured" else {}
+        for path, m in layers.items():
+            m.fault_rate = rates.get(path, m.fault_rate) if p_prime in (None, "measured") else p_prime
         with eval_mode(gm), torch.no_grad():
             swapped = _baked(layers)  # every read weight once, not once per batch
             try:

@@ -20,7 +20,7 @@ import torch
 from torch import fx
 
 from rramfx.checks import writable_file
-from rramfx.crossbar.chip import apply_faults, chip_faults, crossbar_layers
+from rramfx.crossbar.chip import apply_faults, chip_fault_rate, chip_faults, crossbar_layers, measured_fault_rates
 from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.mapping import AwareMap
 from rramfx.files import write_atomic
@@ -31,7 +31,8 @@ __all__ = ["export_on_chip"]
 
 
 def export_on_chip(gm: fx.GraphModule, example_inputs: Any, chip: Chip, path: str | Path, *,
-                   mapping: AwareMap | str | None = None, opset: int | None = None,
+                   mapping: AwareMap | str | None = None, fault_rate: float | str | None = None,
+                   opset: int | None = None,
                    class_names: Sequence[str] | None = None,
                    preprocessing: dict[str, Any] | None = None) -> Path:
     """Write ``gm`` as ONNX to ``path`` with the weights ``chip``'s crossbars read baked in.
@@ -40,11 +41,17 @@ def export_on_chip(gm: fx.GraphModule, example_inputs: Any, chip: Chip, path: st
     (`rramfx.crossbar.aware.fault_aware_map`), or such a mapping made before. The graph is annotated
     with the chip's array size and encoding; it has no fault nodes (``rramfx.fault_mode`` is
     ``read_weights``). A model needing more arrays than the chip has raises `rramfx.FaultError` saying
-    how many, before anything is exported; ``gm`` is left as it was."""
+    how many, before anything is exported; ``gm`` is left as it was. ``fault_rate`` is the p' of the
+    1/(1-p') scale as in `rramfx.evaluate_on_chip`: None keeps the model's, a number sets every layer's,
+    ``"measured"`` gives each layer the weight magnitude the chip takes from it (for a fault-aware mapping)."""
     out = writable_file("export_on_chip path", path)
+    p_prime = chip_fault_rate("export_on_chip", fault_rate)
     faults = chip_faults(gm, chip, mapping)  # checks the chip and the array count first
     work = copy.deepcopy(gm).eval()
     apply_faults(work, faults)
+    rates = measured_fault_rates(work) if p_prime == "measured" else {}
+    for name, layer in crossbar_layers(work).items():
+        layer.fault_rate = rates.get(name, layer.fault_rate) if p_prime in (None, "measured") else p_prime
     with torch.no_grad():
         weights = {p: layer.effective_weight().detach() for p, layer in crossbar_layers(work).items()}
     with tempfile.TemporaryDirectory() as tmp:
