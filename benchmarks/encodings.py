@@ -7,7 +7,7 @@
 - the time to draw one chip for torchvision's resnet18 with bit-slicing (`Chip.draw` over the arrays
   the model needs), per pattern, on one thread; target < 0.5 s.
 
-    python benchmarks/encodings.py [--trials 8] [--samples 512] [--rounds 3]
+    python benchmarks/encodings.py [--trials 8] [--samples 512] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ def _median(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
+def _paired_ratio(plain, test, rounds: int) -> float:
+    """Median over ``rounds`` of time(test) / time(plain), the two timed back to back in each round, so a
+    change of load on a shared machine hits both sides of a ratio alike."""
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        plain()
+        middle = time.perf_counter()
+        test()
+        ratios.append((time.perf_counter() - middle) / (middle - start))
+    return statistics.median(ratios)
+
+
 def monte_carlo_ratios(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     gm = rramfx.prepare(create_model("resnet20", num_classes=10, in_chans=1), rramfx.Policy(),
@@ -52,17 +65,17 @@ def monte_carlo_ratios(args: argparse.Namespace) -> None:
     batches = [(torch.randn(256, 1, 28, 28, generator=g), torch.randint(0, 10, (256,), generator=g))
                for _ in range(args.samples // 256)]
     print(f"ResNet-20, {args.trials} chips of {args.samples} images, one thread; Monte-Carlo / "
-          f"{args.trials} plain evaluations (median of {args.rounds})")
+          f"{args.trials} plain evaluations (median of {args.rounds} paired rounds)")
     print(f"{'encoding':>18} | " + " | ".join(f"{p:>11}" for p in PATTERNS))
     for name, fields in ENCODINGS.items():
         hardware = rramfx.Hardware(**fields)
         ratios = []
         for pattern in PATTERNS.values():
             model = rramfx.CellFaults(hardware, pattern)
-            plain = _median(lambda: [rramfx.evaluate(gm, batches) for _ in range(args.trials)], args.rounds)
-            mc = _median(lambda m=model: rramfx.monte_carlo(gm, batches, m, args.trials, fault_rate=0.08,
-                                                            progress=False), args.rounds)
-            ratios.append(mc / plain)
+            ratios.append(_paired_ratio(
+                lambda: [rramfx.evaluate(gm, batches) for _ in range(args.trials)],
+                lambda m=model: rramfx.monte_carlo(gm, batches, m, args.trials, fault_rate=0.08, progress=False),
+                args.rounds))
         print(f"{name:>18} | " + " | ".join(f"{r:10.3f}x" for r in ratios), flush=True)
 
 
@@ -87,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--samples", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(1)
     monte_carlo_ratios(args)
