@@ -4,7 +4,8 @@ fault-aware mapping and training against a fault pattern, over 3 training seeds 
 Models: ResNet-20 (its 18 kxk convolutions on RRAM) trained on ``--train`` Fashion-MNIST training images
 for ``--epochs`` epochs (batch 64, lr 0.05 cosine) per training seed, three ways: DropConnect ``--drop``
 (``dropconnect``), and with ``Policy.train_faults`` drawing a fresh word/bit-line pattern (``train-lines``)
-or clustered pattern (``train-clusters``) at 10% faulty cells each step. Chips: ``--chips`` per training
+or clustered pattern (``train-clusters``) at 10% faulty cells each step, with 10% of the lines or clusters
+SA0 as on the test chips, or none (``-sa1``). Chips: ``--chips`` per training
 seed and setting (chip ``i`` of seed ``s`` is ``chip_seed(100 + s, i)``: the same chips for every
 mapping and p' rule of one pattern), SA1:SA0 = 9:1 throughout, 128x128 arrays, evaluated on ``--test``
 test images with `rramfx.evaluate_on_chip`. p' (the 1/(1-p') read scale) is ``"measured"`` unless a
@@ -13,8 +14,9 @@ setting says otherwise: each layer's own loss of weight magnitude on that chip a
 Experiments (``--only``), each setting one engine task that writes its own JSON file under ``--out``
 (a re-run does only what is missing; ``--table`` prints the tables of what is there):
 
-- ``encodings``: single / differential / bit_sliced (8-bit weights on four 2-bit cells, offset sign;
-  and without faults: quantisation alone), independent faults at 5, 10, 20% of the cells;
+- ``encodings``: single / differential / bit_sliced (8-bit weights on four 2-bit cells, offset sign) /
+  bit_sliced_diff (the same with a differential sign: 8 cells per weight), independent faults at 5, 10,
+  20% of the cells, and the two bit-sliced ones without faults (quantisation alone);
 - ``patterns``: independent / word+bit lines / clustered (mean 8 cells) at 10% faulty cells, single;
 - ``aware``: naive / fault-aware / fault-aware with 8 spare columns per array at 5, 10, 20%; and at 10%
   both mappings with p' = 0 and p' = the SA1 rate;
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import time
@@ -45,18 +48,21 @@ HARDWARE = {
     "single": {},
     "differential": {"encoding": "differential"},
     "bit_sliced": {"encoding": "bit_sliced", "weight_bits": 8, "bits_per_cell": 2},
+    "bit_sliced_diff": {"encoding": "bit_sliced", "weight_bits": 8, "bits_per_cell": 2, "signed": "differential"},
 }
-TRAIN_PATTERNS = {"train-lines": "lines", "train-clusters": "clusters"}
+#: model name -> (pattern kind, SA0 share of its lines / clusters) drawn afresh in every training step
+TRAIN_PATTERNS = {"train-lines": ("lines", 0.1), "train-clusters": ("clusters", 0.1),
+                  "train-lines-sa1": ("lines", 0.0), "train-clusters-sa1": ("clusters", 0.0)}
 
 
-def pattern(kind: str, rate: float) -> rramfx.crossbar.BasePattern:
-    """A pattern with ``rate`` of the cells faulty, 10% of them (of the lines, of the clusters) SA0."""
+def pattern(kind: str, rate: float, sa0_share: float = 0.1) -> rramfx.crossbar.BasePattern:
+    """A pattern with ``rate`` of the cells faulty, ``sa0_share`` of them (of the lines, of the clusters) SA0."""
     if kind == "independent":
-        return Independent(sa1=0.9 * rate, sa0=0.1 * rate)
+        return Independent(sa1=(1 - sa0_share) * rate, sa0=sa0_share * rate)
     if kind == "lines":
         line = 1 - (1 - rate) ** 0.5  # word and bit lines alike: 1 - (1 - line)^2 = rate
-        return Lines(wordline=line, bitline=line, sa0_share=0.1)
-    return Clustered(rate=rate, mean_size=8, sa0_share=0.1)
+        return Lines(wordline=line, bitline=line, sa0_share=sa0_share)
+    return Clustered(rate=rate, mean_size=8, sa0_share=sa0_share)
 
 
 def settings() -> list[dict]:
@@ -66,8 +72,9 @@ def settings() -> list[dict]:
         for rate in (0.05, 0.1, 0.2):
             out.append(dict(exp="encodings", model="dropconnect", encoding=encoding, pattern="independent",
                             rate=rate, mapping="naive", p="measured"))
-    out.append(dict(exp="encodings", model="dropconnect", encoding="bit_sliced", pattern="independent", rate=0.0,
-                    mapping="naive", p="measured"))
+    for encoding in ("bit_sliced", "bit_sliced_diff"):
+        out.append(dict(exp="encodings", model="dropconnect", encoding=encoding, pattern="independent", rate=0.0,
+                        mapping="naive", p="measured"))
     for kind in ("lines", "clusters"):
         out.append(dict(exp="patterns", model="dropconnect", encoding="single", pattern=kind, rate=0.1,
                         mapping="naive", p="measured"))
@@ -75,6 +82,8 @@ def settings() -> list[dict]:
         for mapping in ("aware", "aware+spare"):
             out.append(dict(exp="aware", model="dropconnect", encoding="single", pattern="independent", rate=rate,
                             mapping=mapping, p="measured"))
+    out.append(dict(exp="aware", model="dropconnect", encoding="differential", pattern="independent", rate=0.1,
+                    mapping="aware", p="measured"))
     for mapping in ("naive", "aware"):
         for p in ("0", "rate"):
             out.append(dict(exp="aware", model="dropconnect", encoding="single", pattern="independent", rate=0.1,
@@ -94,7 +103,8 @@ def train_model(name: str, seed: int, args: dict, path: str) -> dict:
     """Train model ``name`` for ``seed`` and save it to ``path``; returns its training seconds."""
     torch.manual_seed(seed)
     policy = {"drop_rate": args["drop"]} if name == "dropconnect" else {
-        "drop_rate": 0.0, "train_faults": {"pattern": pattern(TRAIN_PATTERNS[name], 0.1).to_dict()}}
+        "drop_rate": 0.0, "train_faults": {"pattern": pattern(TRAIN_PATTERNS[name][0], 0.1,
+                                                              TRAIN_PATTERNS[name][1]).to_dict()}}
     gm = rramfx.prepare(create_model("resnet20", num_classes=10, in_chans=1), rramfx.Policy(**policy),
                         example_inputs=torch.randn(2, 1, 28, 28))
     data = load_dataset("fashion-mnist", "train").subset(args["train"], seed=seed)
@@ -220,21 +230,20 @@ def print_gains(cells: list[dict]) -> None:
         found = [c for c in cells if setting_name(c) == setting_name(setting) and c["seed"] == seed]
         return found[0]["accuracies"] if found else None
 
-    print("\n### fault-aware minus naive, paired per chip\n\n| faulty cells | mapping | seeds x chips | gain, points "
-          "(per-seed range) |\n|---:|---|---:|---:|")
-    base = dict(exp="aware", model="dropconnect", encoding="single", pattern="independent", p="measured")
-    for rate in (0.05, 0.1, 0.2):
-        for mapping in ("aware", "aware+spare"):
-            per_seed, chips = [], 0
-            for seed in sorted({c["seed"] for c in cells}):
-                naive, aware = acc({**base, "rate": rate, "mapping": "naive"}, seed), \
-                    acc({**base, "rate": rate, "mapping": mapping}, seed)
-                if naive and aware:
-                    per_seed.append(100 * statistics.fmean(a - n for a, n in zip(aware, naive, strict=True)))
-                    chips += len(naive)
-            if per_seed:
-                print(f"| {100 * rate:g}% | {mapping} | {len(per_seed)} x {chips // len(per_seed)} | "
-                      f"{statistics.fmean(per_seed):+.1f} ({min(per_seed):+.1f} to {max(per_seed):+.1f}) |")
+    print("\n### fault-aware minus naive, paired per chip\n\n| encoding | faulty cells | mapping | seeds x chips | "
+          "gain, points (per-seed range) |\n|---|---:|---|---:|---:|")
+    for encoding, rate, mapping in itertools.product(HARDWARE, (0.05, 0.1, 0.2), ("aware", "aware+spare")):
+        base = dict(exp="aware", model="dropconnect", encoding=encoding, pattern="independent", p="measured")
+        per_seed, chips = [], 0
+        for seed in sorted({c["seed"] for c in cells}):
+            naive, aware = acc({**base, "rate": rate, "mapping": "naive"}, seed), \
+                acc({**base, "rate": rate, "mapping": mapping}, seed)
+            if naive and aware:
+                per_seed.append(100 * statistics.fmean(a - n for a, n in zip(aware, naive, strict=True)))
+                chips += len(naive)
+        if per_seed:
+            print(f"| {encoding} | {100 * rate:g}% | {mapping} | {len(per_seed)} x {chips // len(per_seed)} | "
+                  f"{statistics.fmean(per_seed):+.1f} ({min(per_seed):+.1f} to {max(per_seed):+.1f}) |")
 
 
 def main() -> None:
