@@ -42,6 +42,7 @@ _FLAGS = [
     ("count", "sweep", "--trials", "0"), ("count", "sweep", "--trials", "-3"), ("count", "sweep", "--epochs", "-2"),
     ("count", "sweep", "--recal-batches", "0"), ("count", "sweep", "--workers", "0"),
     ("count", "sweep", "--threads", "-1"), ("count", "sweep", "--cpus-per-cell", "0"),
+    ("count", "sweep", "--chips-per-cell", "0"),
     ("count", "sweep", "--batch-size", "-128"), ("count", "evaluate", "--trials", "0"),
     ("count", "evaluate", "--batch-size", "-1"), ("count", "evaluate", "--workers", "0"),
     ("count", "evaluate", "--recal-batches", "-1"), ("count", "export", "--opset", "0"),

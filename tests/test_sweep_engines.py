@@ -114,6 +114,12 @@ def test_cli_sweep_reads_a_config_file_and_flags_override_it(tmp_path, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()} == stamps and stamps
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["trials"] for r in rows] == [8]
+    # the same 8 chips in cells of 3, 3 and 2 chips (another chip seed, so they are evaluated anew)
+    assert main(["sweep", "--config", str(config), "--trials", "8", "--chip-seed", "5", "--chips-per-cell", "3",
+                 "--out", str(out), "--quiet", "--engine", "serial", "--device", "cpu"]) == 0
+    blocked = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["trials"] for r in blocked] == [8] and blocked[0]["accuracies"] != rows[0]["accuracies"]
+    assert not list((out / "cells").glob("*_chips*"))
 
 
 def test_training_speed_options_reach_every_training(tmp_path):
@@ -127,3 +133,28 @@ def test_training_speed_options_reach_every_training(tmp_path):
     assert len(_sweep(tmp_path, engine="serial")) == 4
     with pytest.raises(rramfx.SweepError, match="channels_last: False there, True now"):
         _sweep(tmp_path, SweepConfig(**{**CONFIG.to_dict(), "channels_last": True}), engine="serial")
+
+
+def test_chips_split_into_blocks_give_the_same_rows_and_resume_by_block(reference, tmp_path):
+    out = tmp_path / "blocks"
+    lines = []
+    rows = rramfx.sweep(CONFIG, out, loaders=loaders(n_train=128, n_test=64), model_fn=TinyNet, progress=False,
+                        log=lines.append, engine="serial", chips_per_cell=2)
+    assert _same(rows) == _same(reference)  # chips 0-1 and 2 of every fault rate, put together
+    assert sum("over chips 0-1" in line for line in lines) == 4 and sum("over chips 2-2" in line for line in lines) == 4
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    assert len(cells) == 4 and not any("_chips" in name for name in cells)  # blocks merged into whole cells
+    # A run cut short after one block: only the missing block is evaluated, and the row is the same.
+    from rramfx.experiment.stages import SweepJob, cell_path, evaluate_stage
+
+    job = SweepJob(CONFIG, str(out), "cpu", loaders(n_train=128, n_test=64), TinyNet)
+    cell_path(job, 0.3, 0, 0.2).unlink()
+    evaluate_stage(job, 0.3, 0, 0.2, (0, 2))
+    lines.clear()
+    again = rramfx.sweep(CONFIG, out, loaders=loaders(n_train=128, n_test=64), model_fn=TinyNet, progress=False,
+                         log=lines.append, engine="serial", chips_per_cell=2)
+    evaluated = [line for line in lines if "fault rate" in line]
+    assert len(evaluated) == 1 and evaluated[0].startswith("drop rate 0.3, seed 0, fault rate 0.2: ")
+    assert evaluated[0].endswith("over chips 2-2") and _same(again) == _same(reference)
+    with pytest.raises(rramfx.errors.ArgumentError, match="chips_per_cell"):
+        rramfx.sweep(CONFIG, out, loaders=loaders(), model_fn=TinyNet, engine="serial", chips_per_cell=0)

@@ -165,12 +165,16 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-cell", type=count, default=1, help="CPU cores Ray reserves per cell (default 1)")
     p.add_argument("--gpus-per-cell", type=non_negative_float, default=0.0,
                    help="GPUs Ray reserves per cell (default 0)")
+    p.add_argument("--chips-per-cell", type=count,
+                   help="split each fault rate's chips into evaluate cells of this many chips, so that few fault "
+                        "rates still keep every worker busy (default: one cell per fault rate; same results)")
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `rramfx.sweep` that `add_engine_args`'s options give."""
     return {"engine": args.engine, "workers": args.workers, "threads": args.threads, "address": args.address,
-            "cpus_per_cell": args.cpus_per_cell, "gpus_per_cell": args.gpus_per_cell}
+            "cpus_per_cell": args.cpus_per_cell, "gpus_per_cell": args.gpus_per_cell,
+            "chips_per_cell": args.chips_per_cell}
 
 
 def add_speed_args(p: argparse.ArgumentParser) -> None:

@@ -213,17 +213,21 @@ class Recalibration:
 
 def evaluate_cell(gm: fx.GraphModule, fault_rate: float, chips: Chips, test_loader: Iterable[Any], *,
                   recalibration: Recalibration | None = None, recal_loader: Iterable[Any] | None = None,
-                  workers: int = 1, threads: int | None = None, progress: bool = False) -> MonteCarloResult:
+                  workers: int = 1, threads: int | None = None, progress: bool = False, first: int = 0,
+                  trials: int | None = None) -> MonteCarloResult:
     """The accuracy of the trained ``gm`` on ``chips`` at ``fault_rate``, measured on a copy (``gm`` is
     not changed): recalibrated for p' (the SA1 rate) from ``recal_loader`` when ``recalibration`` is
     given, then evaluated on every chip with the 1/(1-p') inference scale. ``workers``/``threads``:
     the chips in blocks on that many local worker processes (`parallel_monte_carlo`, the same numbers);
-    the default, 1 worker and no thread count, evaluates them in this process.
+    the default, 1 worker and no thread count, evaluates them in this process. ``first``/``trials``:
+    only chips ``first`` .. ``first + trials - 1`` of ``chips`` (default: all), one block of a cell whose
+    chips are split (the blocks' accuracies, put together, are the whole cell's).
 
     A ``recal_loader`` with ``set_epoch`` (an `ImageLoader`) is set to epoch 0 first, so the batches
     recalibration reads, and the result, do not depend on what iterated the loader before (another
     fault rate, the training): the cell is a function of its arguments, whatever order cells run in."""
     fault_model = chips.fault_model(fault_rate)
+    trials = chips.trials if trials is None else trials
     parallel = workers != 1 or threads is not None
     if parallel:  # checked before the recalibration, not after it
         positive_count("workers", workers, 1)
@@ -237,7 +241,7 @@ def evaluate_cell(gm: fx.GraphModule, fault_rate: float, chips: Chips, test_load
         recalibrate_bn(chip_model, recal_loader, fault_model.sa1, batches=recalibration.batches,
                        seed=recalibration.seed, progress=progress)
     if parallel:
-        return parallel_monte_carlo(chip_model, test_loader, fault_model, chips.trials, chips.seed, workers=workers,
-                                    threads=threads, fault_rate=fault_model.sa1, progress=progress)
-    return monte_carlo(chip_model, test_loader, fault_model, chips.trials, chips.seed, fault_rate=fault_model.sa1,
-                       progress=progress)
+        return parallel_monte_carlo(chip_model, test_loader, fault_model, trials, chips.seed, workers=workers,
+                                    threads=threads, fault_rate=fault_model.sa1, progress=progress, first=first)
+    return monte_carlo(chip_model, test_loader, fault_model, trials, chips.seed, fault_rate=fault_model.sa1,
+                       progress=progress, first=first)

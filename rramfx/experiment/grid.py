@@ -30,20 +30,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rramfx.checks import writable_folder
-from rramfx.engines import Engine, Outcome, Task, make_engine
+from rramfx.engines import Engine, Outcome, Task, make_engine, positive_count
 from rramfx.errors import ArgumentTypeError, CellsFailedError, ResultsFileError, SweepError
 from rramfx.experiment.config import GRID_FIELDS, SweepConfig
 from rramfx.experiment.report import RESULTS_FILE, write_report
 from rramfx.experiment.stages import (
+    CELL_FORMAT,
     EVAL_FIELDS,
     SweepJob,
+    block_paths,
     cell_path,
     evaluate_stage,
+    merge_blocks,
     model_path,
     read_cell,
     train_stage,
 )
-from rramfx.files import write_atomic
+from rramfx.files import save_checked_json, write_atomic
 
 __all__ = ["SweepConfig", "SweepError", "sweep"]
 
@@ -63,6 +66,7 @@ def sweep(
     address: str | None = None,
     cpus_per_cell: int = 1,
     gpus_per_cell: float = 0.0,
+    chips_per_cell: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> list[dict[str, Any]]:
@@ -75,16 +79,20 @@ def sweep(
     loaders instead of ``config.dataset`` (which then only labels the results); ``model_fn``: builds
     the untrained model instead of ``config.model``, called after seeding torch with the seed; both go
     to the workers, so they must be picklable (a top-level function or class) except on ``serial``.
+    ``chips_per_cell``: split each fault rate's chips into evaluate cells of that many chips, so that few
+    fault rates still keep every worker busy (None: one cell per fault rate); the rows are the same.
     ``log`` gets one line per finished cell (None: silent); ``progress`` shows one bar for the sweep.
     A failing cell is logged with its key and traceback, the others go on, and `CellsFailedError`
     (naming them) is raised at the end, after the finished cells are saved.
     """
     if not isinstance(config, SweepConfig):
         raise ArgumentTypeError(f"sweep: config must be an rramfx.SweepConfig, got {type(config).__name__}")
+    if chips_per_cell is not None:
+        chips_per_cell = positive_count("chips_per_cell", chips_per_cell, 1)
     path = writable_folder("sweep out_dir", out_dir, SweepError)  # before any cell runs
     _check_folder(path, config)
     job = SweepJob(config, str(path), str(torch.device(device)), loaders, model_fn)
-    runner = _Runner(job, log or (lambda _msg: None), cpus_per_cell, gpus_per_cell)
+    runner = _Runner(job, log or (lambda _msg: None), cpus_per_cell, gpus_per_cell, chips_per_cell)
     own = not isinstance(engine, Engine)
     eng = make_engine(engine, workers=workers, threads=threads, address=address) if own else engine
     try:
@@ -106,22 +114,35 @@ class _Runner:
     """Submits one sweep call's missing cells to an engine: train cells first, each trained model's
     evaluate cells as soon as it is saved, and keeps the keys of the cells that failed."""
 
-    def __init__(self, job: SweepJob, say: Callable[[str], None], cpus: int, gpus: float):
+    def __init__(self, job: SweepJob, say: Callable[[str], None], cpus: int, gpus: float, chips_per_cell: int | None):
         self.job, self.say, self.cpus, self.gpus = job, say, cpus, gpus
         self.failed: list[str] = []
         self.cells: dict[str, tuple[str, float, int, float]] = {}
+        trials = job.config.trials
+        step = chips_per_cell or trials
+        self.blocks = [None] if step >= trials else [(a, min(step, trials - a)) for a in range(0, trials, step)]
 
-    def submit(self, engine: Engine, kind: str, drop: float, seed: int, fault: float = 0.0) -> None:
+    def submit(self, engine: Engine, kind: str, drop: float, seed: int, fault: float = 0.0,
+               block: tuple[int, int] | None = None) -> None:
         if kind == "train":
             key, fn, args = f"train drop={drop:g} seed={seed}", train_stage, (self.job, drop, seed)
         else:
-            key, fn, args = f"evaluate drop={drop:g} seed={seed} fault={fault:g}", evaluate_stage, (
-                self.job, drop, seed, fault)
+            key, fn = _evaluate_key(drop, seed, fault, block), evaluate_stage
+            args = (self.job, drop, seed, fault, block)
         self.cells[key] = (kind, drop, seed, fault)
         engine.submit(Task(key, fn, args, cpus=self.cpus, gpus=self.gpus))
 
-    def missing(self, drop: float, seed: int) -> list[float]:
-        return [f for f in self.job.config.fault_rates if not cell_path(self.job, drop, seed, f).is_file()]
+    def missing(self, drop: float, seed: int) -> list[tuple[float, tuple[int, int] | None]]:
+        """The evaluate cells (fault rate, block of chips) of (``drop``, ``seed``) the folder lacks."""
+        todo = []
+        for f in self.job.config.fault_rates:
+            if cell_path(self.job, drop, seed, f).is_file():
+                continue
+            done = block_paths(self.job, drop, seed, f)
+            if done and merge_blocks([read_cell(p) for p in done], self.job.config.trials) is not None:
+                continue  # finished in blocks of another size: `_assemble` puts them together
+            todo += [(f, b) for b in self.blocks if b is None or not cell_path(self.job, drop, seed, f, b).is_file()]
+        return todo
 
     def run(self, engine: Engine, progress: bool) -> None:
         c, total = self.job.config, 0
@@ -132,8 +153,8 @@ class _Runner:
                     self.submit(engine, "train", drop, seed)
                     total += 1 + len(todo)
                 else:
-                    for fault in todo:
-                        self.submit(engine, "evaluate", drop, seed, fault)
+                    for fault, block in todo:
+                        self.submit(engine, "evaluate", drop, seed, fault, block)
                     total += len(todo)
         with tqdm(total=total, desc="sweep", unit="cell", disable=not progress or total == 0) as bar:
             for outcome in engine.completed():
@@ -147,18 +168,24 @@ class _Runner:
             self.say(f"FAILED {outcome.key}:\n{outcome.error}")
             if kind == "train":  # its evaluate cells cannot run
                 todo = self.missing(drop, seed)
-                self.failed += [f"evaluate drop={drop:g} seed={seed} fault={f:g}" for f in todo]
+                self.failed += [_evaluate_key(drop, seed, f, b) for f, b in todo]
                 bar.update(len(todo))
             return
         v = outcome.value
         if kind == "train":
             self.say(f"drop rate {drop:g}, seed {seed}: fault-free accuracy {100 * v['clean_accuracy']:.2f}% "
                      f"(trained in {v['train_seconds']:.0f} s)")
-            for fault in self.missing(drop, seed):
-                self.submit(engine, "evaluate", drop, seed, fault)
+            for fault, block in self.missing(drop, seed):
+                self.submit(engine, "evaluate", drop, seed, fault, block)
         else:
+            chips = f"chips {v['first']}-{v['first'] + v['trials'] - 1}" if "first" in v else f"{v['trials']} chips"
             self.say(f"drop rate {drop:g}, seed {seed}, fault rate {v['fault_rate']:g}: "
-                     f"{100 * v['accuracy']:.2f}% ± {100 * v['chip_std']:.2f} over {v['trials']} chips")
+                     f"{100 * v['accuracy']:.2f}% ± {100 * v['chip_std']:.2f} over {chips}")
+
+
+def _evaluate_key(drop: float, seed: int, fault: float, block: tuple[int, int] | None) -> str:
+    key = f"evaluate drop={drop:g} seed={seed} fault={fault:g}"
+    return key if block is None else f"{key} chips={block[0]}-{block[0] + block[1] - 1}"
 
 
 def _rows_key(row: Mapping[str, Any]) -> tuple[float, float, int]:
@@ -170,6 +197,7 @@ def _assemble(job: SweepJob) -> list[dict[str, Any]]:
     written to ``results.json`` with the configuration (its grid: everything the folder holds)."""
     folder = Path(job.out_dir) / "cells"
     tag = job.eval_tag()
+    _merge_block_files(folder, tag, job.config.trials)
     rows = sorted((read_cell(p) for p in folder.glob(f"*_{tag}.json")), key=_rows_key) if folder.is_dir() else []
     merged = job.config.to_dict()
     for name, column in (("drop_rates", "drop_rate"), ("fault_rates", "fault_rate"), ("seeds", "seed")):
@@ -177,6 +205,19 @@ def _assemble(job: SweepJob) -> list[dict[str, Any]]:
     write_atomic(Path(job.out_dir) / RESULTS_FILE, json.dumps({"format": _FORMAT, "config": merged, "rows": rows},
                                                               indent=1) + "\n")
     return rows
+
+
+def _merge_block_files(folder: Path, tag: str, trials: int) -> None:
+    """Write the whole cell's file for every cell whose block files cover all its chips, then remove them."""
+    groups: dict[str, list[Path]] = {}
+    for p in folder.glob(f"*_{tag}_chips*-*.json") if folder.is_dir() else ():
+        groups.setdefault(p.stem.rsplit("_chips", 1)[0], []).append(p)
+    for stem, paths in groups.items():
+        row = merge_blocks([read_cell(p) for p in paths], trials)
+        if row is not None:
+            save_checked_json(folder / f"{stem}.json", CELL_FORMAT, 1, row)
+            for p in paths:
+                p.unlink()
 
 
 def _wanted(rows: list[dict[str, Any]], config: SweepConfig) -> list[dict[str, Any]]:

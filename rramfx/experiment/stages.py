@@ -6,7 +6,11 @@ runs the same in this process, in a local worker or on a Ray node, and writes it
   the fault-free accuracy and the training seconds;
 - an evaluate cell writes ``cells/drop<p>_seed<s>_fault<f>_<eval>.json``, a checked file
   (`rramfx.files`) holding its result row, where ``<eval>`` names the evaluation settings (chips,
-  chip seed, SA0 share, recalibration): changing them evaluates anew and reuses the trained models.
+  chip seed, SA0 share, recalibration): changing them evaluates anew and reuses the trained models;
+- a fault rate's chips may be split into blocks, one evaluate cell each (``..._<eval>_chips<a>-<b>.json``,
+  chips ``a`` .. ``b``); `merge_blocks` puts blocks that cover all chips together into the row the
+  whole cell would have written, number for number (chip ``i`` is ``chip_seed(seed, i)`` in any block,
+  and each block recalibrates from the same seeded batches).
 
 Everything a cell computes comes from its key: its data loaders are built inside the cell, torch is
 seeded from the key, and the engine runs it on a fixed number of threads, so its numbers do not depend
@@ -26,15 +30,15 @@ import torch
 from torch import nn
 
 from rramfx.errors import ResultsFileError, TrainError
-from rramfx.evaluation.chips import MonteCarloResult
 from rramfx.experiment.cells import CellData, TrainKey, evaluate_cell, train_cell
 from rramfx.experiment.config import SweepConfig
 from rramfx.files import canonical_json, load_checked_json, save_checked_json, sha256_hex
 from rramfx.models.recipe import ModelRecipe
+from rramfx.statistics import chip_statistics
 from rramfx.training.saved import load_prepared
 
-__all__ = ["CELL_FORMAT", "EVAL_FIELDS", "SweepJob", "cell_path", "evaluate_stage", "model_path", "read_cell",
-           "train_stage"]
+__all__ = ["CELL_FORMAT", "EVAL_FIELDS", "SweepJob", "block_paths", "cell_path", "evaluate_stage", "merge_blocks",
+           "model_path", "read_cell", "train_stage"]
 
 #: The checked-file format of an evaluate cell's result.
 CELL_FORMAT = "rramfx.SweepCell"
@@ -69,9 +73,19 @@ def model_path(out_dir: str | Path, drop: float, seed: int) -> Path:
     return Path(out_dir) / "models" / f"drop{drop:g}_seed{seed}.pt"
 
 
-def cell_path(job: SweepJob, drop: float, seed: int, fault: float) -> Path:
-    """Where the evaluate cell of (``drop``, ``seed``, ``fault``) under ``job``'s settings writes its row."""
-    return Path(job.out_dir) / "cells" / f"drop{drop:g}_seed{seed}_fault{fault:g}_{job.eval_tag()}.json"
+def cell_path(job: SweepJob, drop: float, seed: int, fault: float, block: tuple[int, int] | None = None) -> Path:
+    """Where the evaluate cell of (``drop``, ``seed``, ``fault``) under ``job``'s settings writes its row;
+    ``block`` = (first chip, chips): the file of that block of the cell's chips."""
+    name = f"drop{drop:g}_seed{seed}_fault{fault:g}_{job.eval_tag()}"
+    if block is not None:
+        name += f"_chips{block[0]}-{block[0] + block[1] - 1}"
+    return Path(job.out_dir) / "cells" / f"{name}.json"
+
+
+def block_paths(job: SweepJob, drop: float, seed: int, fault: float) -> list[Path]:
+    """The block files of one evaluate cell that the folder holds."""
+    whole = cell_path(job, drop, seed, fault)
+    return sorted(whole.parent.glob(f"{whole.stem}_chips*-*.json"))
 
 
 def train_stage(job: SweepJob, drop: float, seed: int) -> dict[str, float]:
@@ -90,9 +104,11 @@ def train_stage(job: SweepJob, drop: float, seed: int) -> dict[str, float]:
     return {"clean_accuracy": trained.clean_accuracy, "train_seconds": trained.seconds}
 
 
-def evaluate_stage(job: SweepJob, drop: float, seed: int, fault: float) -> dict[str, Any]:
+def evaluate_stage(job: SweepJob, drop: float, seed: int, fault: float,
+                   block: tuple[int, int] | None = None) -> dict[str, Any]:
     """Evaluate the saved model of (``drop``, ``seed``) on the sweep's chips at ``fault`` (recalibrated
-    first when the configuration asks), write the result row to its cell file and return it."""
+    first when the configuration asks), write the result row to its cell file and return it.
+    ``block`` = (first chip, chips): only those chips, into the block's own file."""
     custom = None
     if job.model_fn is not None:
         torch.manual_seed(seed)
@@ -100,13 +116,32 @@ def evaluate_stage(job: SweepJob, drop: float, seed: int, fault: float) -> dict[
     gm, record = load_prepared(model_path(job.out_dir, drop, seed), map_location=job.device, model=custom)
     data = job.data()
     start = time.perf_counter()
-    result = evaluate_cell(gm, fault, job.config.chips(), data.test_loader,
+    first, trials = block if block is not None else (0, None)
+    result = evaluate_cell(gm, fault, job.config.chips(), data.test_loader, first=first, trials=trials,
                            recalibration=job.config.recalibration(seed), recal_loader=data.recal_loader(seed))
     info = record["info"]
-    row = _row(drop, fault, seed, result, float(info["clean_accuracy"]), float(info.get("train_seconds", 0.0)),
-               time.perf_counter() - start)
-    save_checked_json(cell_path(job, drop, seed, fault), CELL_FORMAT, 1, row)
+    row = _row(drop, fault, seed, result.accuracies, result.samples, float(info["clean_accuracy"]),
+               float(info.get("train_seconds", 0.0)), time.perf_counter() - start)
+    if block is not None:
+        row["first"] = first
+    save_checked_json(cell_path(job, drop, seed, fault, block), CELL_FORMAT, 1, row)
     return row
+
+
+def merge_blocks(rows: list[dict[str, Any]], trials: int) -> dict[str, Any] | None:
+    """The whole cell's row from the rows of its blocks, when blocks starting at chip 0 follow each other
+    up to chip ``trials - 1`` (None otherwise): accuracies in chip order, statistics over all of them,
+    evaluation seconds summed."""
+    by_first = {int(r["first"]): r for r in rows}
+    chain, at = [], 0
+    while at < trials and at in by_first:
+        chain.append(by_first[at])
+        at += int(by_first[at]["trials"])
+    if at != trials:
+        return None
+    head = chain[0]
+    return _row(head["drop_rate"], head["fault_rate"], head["seed"], [a for r in chain for a in r["accuracies"]],
+                head["samples"], head["clean_accuracy"], head["train_seconds"], sum(r["eval_seconds"] for r in chain))
 
 
 def read_cell(path: Path) -> dict[str, Any]:
@@ -114,13 +149,16 @@ def read_cell(path: Path) -> dict[str, Any]:
     return load_checked_json(path, CELL_FORMAT, ResultsFileError)[1]
 
 
-def _row(drop: float, fault: float, seed: int, result: MonteCarloResult, clean: float, train_seconds: float,
-         eval_seconds: float) -> dict[str, Any]:
-    """One result row (the chip accuracies included)."""
+def _row(drop: float, fault: float, seed: int, accuracies: Iterable[float], samples: int, clean: float,
+         train_seconds: float, eval_seconds: float) -> dict[str, Any]:
+    """One result row (the chip accuracies included), its statistics `rramfx.statistics.chip_statistics`
+    of the accuracies, as `MonteCarloResult`'s."""
+    accuracies = [float(a) for a in accuracies]
+    stats = chip_statistics(accuracies)
     return {
-        "drop_rate": drop, "fault_rate": fault, "seed": seed, "accuracy": result.mean,
-        "chip_std": result.std, "chip_min": result.min, "chip_max": result.max,
-        "ci95_low": result.ci95[0], "ci95_high": result.ci95[1], "clean_accuracy": clean,
-        "trials": result.trials, "samples": result.samples, "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds, "accuracies": list(result.accuracies),
+        "drop_rate": drop, "fault_rate": fault, "seed": seed, "accuracy": stats.mean,
+        "chip_std": stats.std, "chip_min": stats.min, "chip_max": stats.max,
+        "ci95_low": stats.ci95[0], "ci95_high": stats.ci95[1], "clean_accuracy": clean,
+        "trials": len(accuracies), "samples": samples, "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds, "accuracies": accuracies,
     }
