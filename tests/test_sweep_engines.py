@@ -158,3 +158,19 @@ def test_chips_split_into_blocks_give_the_same_rows_and_resume_by_block(referenc
     assert evaluated[0].endswith("over chips 2-2") and _same(again) == _same(reference)
     with pytest.raises(rramfx.errors.ArgumentError, match="chips_per_cell"):
         rramfx.sweep(CONFIG, out, loaders=loaders(), model_fn=TinyNet, engine="serial", chips_per_cell=0)
+
+
+def test_merge_blocks_finds_a_covering_chain_among_overlapping_blocks():
+    from rramfx.experiment.stages import merge_blocks
+
+    def block(first, accs):
+        return {"drop_rate": 0.1, "fault_rate": 0.2, "seed": 0, "first": first, "trials": len(accs), "samples": 10,
+                "clean_accuracy": 0.9, "train_seconds": 1.0, "eval_seconds": 1.0, "accuracies": accs}
+
+    # an interrupted run in blocks of 3 left chips 0-2; a run in blocks of 4 then did 0-3 and 4-7
+    rows = [block(0, [0.1, 0.2, 0.3]), block(0, [0.1, 0.2, 0.3, 0.4]), block(4, [0.5, 0.6, 0.7, 0.8])]
+    merged = merge_blocks(rows, 8)
+    assert merged["accuracies"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] and merged["trials"] == 8
+    assert merged["accuracy"] == pytest.approx(0.45) and merged["eval_seconds"] == 2.0
+    assert merge_blocks(rows[:1] + rows[2:], 8) is None  # chip 3 is missing
+    assert merge_blocks(rows, 9) is None

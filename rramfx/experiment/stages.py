@@ -132,12 +132,18 @@ def merge_blocks(rows: list[dict[str, Any]], trials: int) -> dict[str, Any] | No
     """The whole cell's row from the rows of its blocks, when blocks starting at chip 0 follow each other
     up to chip ``trials - 1`` (None otherwise): accuracies in chip order, statistics over all of them,
     evaluation seconds summed."""
-    by_first = {int(r["first"]): r for r in rows}
-    chain, at = [], 0
-    while at < trials and at in by_first:
-        chain.append(by_first[at])
-        at += int(by_first[at]["trials"])
-    if at != trials:
+    starts: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:  # blocks of runs with other block sizes may overlap: any chain that covers will do
+        starts.setdefault(int(r["first"]), []).append(r)
+    chains: dict[int, list[dict[str, Any]]] = {trials: []}  # from chip i to the last, where one exists
+    for at in sorted(starts, reverse=True):
+        for r in starts[at]:
+            end = at + int(r["trials"])
+            if end in chains:
+                chains[at] = [r, *chains[end]]
+                break
+    chain = chains.get(0)
+    if not chain:
         return None
     head = chain[0]
     return _row(head["drop_rate"], head["fault_rate"], head["seed"], [a for r in chain for a in r["accuracies"]],
