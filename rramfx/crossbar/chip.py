@@ -22,6 +22,7 @@ from rramfx.errors import ArgumentError, ArgumentTypeError, FaultError, NotPrepa
 
 __all__ = [
     "apply_chip",
+    "apply_chip_fault_rate",
     "apply_faults",
     "chip_fault_rate",
     "chip_faults",
@@ -138,6 +139,16 @@ def chip_fault_rate(caller: str, fault_rate: Any) -> float | str | None:
     if isinstance(fault_rate, str):
         raise ArgumentError(f"{caller}: fault_rate must be a number in [0, 1), None or 'measured', got {fault_rate!r}")
     return unit_rate("fault_rate", fault_rate)
+
+
+def apply_chip_fault_rate(gm: fx.GraphModule, fault_rate: float | str | None) -> None:
+    """Give the RRAM layers of ``gm``, on a chip already, the p' of a `chip_fault_rate` argument: None
+    keeps each layer's own, a number sets every layer's, ``"measured"`` each faulty layer's own loss."""
+    if fault_rate is None:
+        return
+    rates = measured_fault_rates(gm) if fault_rate == "measured" else {}
+    for path, layer in _require_crossbar(gm).items():
+        layer.fault_rate = rates.get(path, layer.fault_rate) if fault_rate == "measured" else fault_rate
 
 
 def measured_fault_rates(gm: fx.GraphModule) -> dict[str, float]:

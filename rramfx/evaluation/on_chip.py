@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from rramfx.crossbar.chip import apply_chip, chip_fault_rate, crossbar_layers, measured_fault_rates
+from rramfx.crossbar.chip import apply_chip, apply_chip_fault_rate, chip_fault_rate, crossbar_layers
 from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.mapping import AwareMap
 from rramfx.errors import ArgumentTypeError, PlacementError
@@ -47,9 +47,7 @@ def evaluate_on_chip(gm: fx.GraphModule, chip: Chip, loader: Iterable[Any], *,
     saved = {path: (m.fault_codes, m.fault_model, m.fault_rate) for path, m in layers.items()}
     try:
         apply_chip(gm, chip, mapping)
-        rates = measured_fault_rates(gm) if p_prime == "measured" else {}
-        for path, m in layers.items():
-            m.fault_rate = rates.get(path, m.fault_rate) if p_prime in (None, "measured") else p_prime
+        apply_chip_fault_rate(gm, p_prime)
         with eval_mode(gm), torch.no_grad():
             swapped = _baked(layers)  # every read weight once, not once per batch
             try:

@@ -35,18 +35,18 @@ from rramfx.errors import ArgumentTypeError, CellsFailedError, ResultsFileError,
 from rramfx.experiment.config import GRID_FIELDS, SweepConfig
 from rramfx.experiment.report import RESULTS_FILE, write_report
 from rramfx.experiment.stages import (
-    CELL_FORMAT,
     EVAL_FIELDS,
     SweepJob,
     block_paths,
     cell_path,
     evaluate_stage,
+    merge_block_files,
     merge_blocks,
     model_path,
     read_cell,
     train_stage,
 )
-from rramfx.files import save_checked_json, write_atomic
+from rramfx.files import write_atomic
 
 __all__ = ["SweepConfig", "SweepError", "sweep"]
 
@@ -197,7 +197,7 @@ def _assemble(job: SweepJob) -> list[dict[str, Any]]:
     written to ``results.json`` with the configuration (its grid: everything the folder holds)."""
     folder = Path(job.out_dir) / "cells"
     tag = job.eval_tag()
-    _merge_block_files(folder, tag, job.config.trials)
+    merge_block_files(job)
     rows = sorted((read_cell(p) for p in folder.glob(f"*_{tag}.json")), key=_rows_key) if folder.is_dir() else []
     merged = job.config.to_dict()
     for name, column in (("drop_rates", "drop_rate"), ("fault_rates", "fault_rate"), ("seeds", "seed")):
@@ -205,19 +205,6 @@ def _assemble(job: SweepJob) -> list[dict[str, Any]]:
     write_atomic(Path(job.out_dir) / RESULTS_FILE, json.dumps({"format": _FORMAT, "config": merged, "rows": rows},
                                                               indent=1) + "\n")
     return rows
-
-
-def _merge_block_files(folder: Path, tag: str, trials: int) -> None:
-    """Write the whole cell's file for every cell whose block files cover all its chips, then remove them."""
-    groups: dict[str, list[Path]] = {}
-    for p in folder.glob(f"*_{tag}_chips*-*.json") if folder.is_dir() else ():
-        groups.setdefault(p.stem.rsplit("_chips", 1)[0], []).append(p)
-    for stem, paths in groups.items():
-        row = merge_blocks([read_cell(p) for p in paths], trials)
-        if row is not None:
-            save_checked_json(folder / f"{stem}.json", CELL_FORMAT, 1, row)
-            for p in paths:
-                p.unlink()
 
 
 def _wanted(rows: list[dict[str, Any]], config: SweepConfig) -> list[dict[str, Any]]:

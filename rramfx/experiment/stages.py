@@ -37,8 +37,8 @@ from rramfx.models.recipe import ModelRecipe
 from rramfx.statistics import chip_statistics
 from rramfx.training.saved import load_prepared
 
-__all__ = ["CELL_FORMAT", "EVAL_FIELDS", "SweepJob", "block_paths", "cell_path", "evaluate_stage", "merge_blocks",
-           "model_path", "read_cell", "train_stage"]
+__all__ = ["CELL_FORMAT", "EVAL_FIELDS", "SweepJob", "block_paths", "cell_path", "evaluate_stage", "merge_block_files",
+           "merge_blocks", "model_path", "read_cell", "train_stage"]
 
 #: The checked-file format of an evaluate cell's result.
 CELL_FORMAT = "rramfx.SweepCell"
@@ -153,6 +153,21 @@ def merge_blocks(rows: list[dict[str, Any]], trials: int) -> dict[str, Any] | No
 def read_cell(path: Path) -> dict[str, Any]:
     """The result row of an evaluate cell's file (checked: a damaged file is a `ResultsFileError`)."""
     return load_checked_json(path, CELL_FORMAT, ResultsFileError)[1]
+
+
+def merge_block_files(job: SweepJob) -> None:
+    """Write the whole cell's file for every cell of ``job``'s evaluation settings whose block files
+    cover all its chips, then remove those block files."""
+    folder = Path(job.out_dir) / "cells"
+    groups: dict[str, list[Path]] = {}
+    for p in folder.glob(f"*_{job.eval_tag()}_chips*-*.json") if folder.is_dir() else ():
+        groups.setdefault(p.stem.rsplit("_chips", 1)[0], []).append(p)
+    for stem, paths in groups.items():
+        row = merge_blocks([read_cell(p) for p in paths], job.config.trials)
+        if row is not None:
+            save_checked_json(folder / f"{stem}.json", CELL_FORMAT, 1, row)
+            for p in paths:
+                p.unlink()
 
 
 def _row(drop: float, fault: float, seed: int, accuracies: Iterable[float], samples: int, clean: float,

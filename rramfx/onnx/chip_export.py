@@ -20,7 +20,7 @@ import torch
 from torch import fx
 
 from rramfx.checks import writable_file
-from rramfx.crossbar.chip import apply_faults, chip_fault_rate, chip_faults, crossbar_layers, measured_fault_rates
+from rramfx.crossbar.chip import apply_chip_fault_rate, apply_faults, chip_fault_rate, chip_faults, crossbar_layers
 from rramfx.crossbar.chipfile import Chip
 from rramfx.crossbar.mapping import AwareMap
 from rramfx.files import write_atomic
@@ -49,9 +49,7 @@ def export_on_chip(gm: fx.GraphModule, example_inputs: Any, chip: Chip, path: st
     faults = chip_faults(gm, chip, mapping)  # checks the chip and the array count first
     work = copy.deepcopy(gm).eval()
     apply_faults(work, faults)
-    rates = measured_fault_rates(work) if p_prime == "measured" else {}
-    for name, layer in crossbar_layers(work).items():
-        layer.fault_rate = rates.get(name, layer.fault_rate) if p_prime in (None, "measured") else p_prime
+    apply_chip_fault_rate(work, p_prime)
     with torch.no_grad():
         weights = {p: layer.effective_weight().detach() for p, layer in crossbar_layers(work).items()}
     with tempfile.TemporaryDirectory() as tmp:
