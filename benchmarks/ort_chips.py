@@ -1,12 +1,15 @@
-"""Per-chip cost of Monte-Carlo in onnxruntime (a session per chip with its read weights, and the old
-in-graph fault path) against `rramfx.monte_carlo` in PyTorch, side by side in one run.
+"""Per-chip cost of Monte-Carlo in onnxruntime against `rramfx.monte_carlo` in PyTorch, side by side in
+one run, for each of `ort_monte_carlo`'s methods: ``read_weights`` (the default: one session on the graph
+onnxruntime optimised, each chip's weights fed as inputs), ``chip_sessions`` (a session per chip with its
+read weights) and ``graph`` (the fault codes applied in the graph).
 
 Each model is prepared with ``Policy(drop_rate=0.2, fault_rate=0.1, conv_1x1="rram")`` (every
 convolution on RRAM), exported once with ``faults="inputs"``, and evaluated on the same batches of
-images by the three paths, interleaved round by round (machine noise hits all alike), one thread each.
+images by the four paths, interleaved round by round (machine noise hits all alike), one thread each.
 The per-chip time is each result's ``seconds / trials`` (the loop over chips: drawing codes, read weights,
-session or weight building, inference); onnxruntime's one-off setup (loading and cutting the graph) is
-printed apart. The per-chip accuracies of all three are asserted identical in every round.
+session or weight building, inference); onnxruntime's one-off setup of the default method (loading the
+graph, learning how onnxruntime lays out its weights) is printed apart. The per-chip accuracies of all
+four are asserted identical in every round.
 
     python benchmarks/ort_chips.py [--models tv_resnet18,resnet18,mobilenetv2_100] [--batches 4,32]
 """
@@ -26,6 +29,7 @@ import torch
 import torchvision
 
 import rramfx
+from rramfx.onnx.simulate import METHODS
 
 
 def _model(name: str) -> torch.nn.Module:
@@ -49,12 +53,12 @@ def measure(name: str, batch: int, batches: int, size: int, chips: int, rounds: 
     labels[::3] = (labels[::3] + 1) % 10  # so that accuracies differ between chips
     loader = [(x[i:i + batch], labels[i:i + batch]) for i in range(0, len(x), batch)]
     fm = rramfx.FaultModel(sa1=0.1, sa0=0.01)
-    times: dict[str, list[float]] = {"torch": [], "read_weights": [], "graph": []}
+    times: dict[str, list[float]] = {"torch": [], **{m: [] for m in METHODS}}
     setup: list[float] = []
     for _ in range(rounds):
         res = rramfx.monte_carlo(gm, loader, fm, trials=chips, seed=0)
         times["torch"].append(res.seconds / chips)
-        for method in ("read_weights", "graph"):
+        for method in METHODS:
             t = time.perf_counter()
             out = rramfx.ort_monte_carlo(path, loader, fm, trials=chips, seed=0, threads=1, method=method)
             times[method].append(out.seconds / chips)
@@ -63,7 +67,7 @@ def measure(name: str, batch: int, batches: int, size: int, chips: int, rounds: 
             assert list(out.accuracies) == list(res.accuracies), f"{name} {method}: per-chip accuracies differ"
     med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     return {"model": name, "images": len(x), **med, "setup_ms": 1e3 * statistics.median(setup),
-            "ratio_new": med["torch"] / med["read_weights"], "ratio_old": med["torch"] / med["graph"]}
+            **{f"ratio_{m}": med["torch"] / med[m] for m in METHODS}}
 
 
 def main() -> None:
@@ -79,15 +83,15 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, 1 thread each, batches of "
           f"{args.batch}x3x{args.size}x{args.size}, {args.chips} chips, median of {args.rounds} interleaved rounds")
-    print(f"{'model':16s} {'images':>6s} {'PyTorch ms':>10s} {'ORT ms':>8s} {'ORT graph ms':>12s} "
-          f"{'PyTorch/ORT':>11s} {'PyTorch/graph':>13s} {'ORT setup ms':>12s}")
+    print(f"{'model':16s} {'images':>6s} {'PyTorch ms':>10s} {'ORT ms':>8s} {'sessions ms':>11s} {'graph ms':>8s} "
+          f"{'PyTorch/ORT':>11s} {'/sessions':>9s} {'/graph':>6s} {'ORT setup ms':>12s}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             for n in (int(b) for b in args.batches.split(",")):
                 r = measure(name, args.batch, n, args.size, args.chips, args.rounds, Path(tmp))
                 print(f"{r['model']:16s} {r['images']:6d} {r['torch']:10.1f} {r['read_weights']:8.1f} "
-                      f"{r['graph']:12.1f} {r['ratio_new']:11.2f} {r['ratio_old']:13.2f} {r['setup_ms']:12.0f}",
-                      flush=True)
+                      f"{r['chip_sessions']:11.1f} {r['graph']:8.1f} {r['ratio_read_weights']:11.2f} "
+                      f"{r['ratio_chip_sessions']:9.2f} {r['ratio_graph']:6.2f} {r['setup_ms']:12.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -106,10 +106,11 @@ class ReadWeightGraph:
         return out
 
     def session(self, read_weights: Mapping[str, Any], *, threads: int | None = None,
-                providers: Sequence[str] | None = None) -> Any:
+                providers: Sequence[str] | None = None, optimized_path: str | Path | None = None) -> Any:
         """An onnxruntime ``InferenceSession`` (full optimisation) of the graph with these read weights
         (see `resolve`); onnxruntime copies them, so the arrays may change afterwards. ``threads``:
-        intra-op threads (None: onnxruntime's default)."""
+        intra-op threads (None: onnxruntime's default); ``optimized_path``: where onnxruntime saves the
+        graph as it optimised it (see `rramfx.onnx.packed_weights`)."""
         import onnxruntime as ort
 
         weights = self.resolve(read_weights)
@@ -117,6 +118,8 @@ class ReadWeightGraph:
         opts.log_severity_level = 3
         if threads is not None:
             opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
+        if optimized_path is not None:
+            opts.optimized_model_filepath = str(optimized_path)
         opts.add_external_initializers(list(weights), [ort.OrtValue.ortvalue_from_numpy(w) for w in weights.values()])
         return ort.InferenceSession(self.template, opts, providers=list(providers or ["CPUExecutionProvider"]))
 

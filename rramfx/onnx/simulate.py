@@ -5,11 +5,14 @@ Chip ``i`` of a run started from ``seed`` is drawn exactly as the PyTorch side d
 over the same module paths and weight shapes), so `ort_monte_carlo` and `rramfx.monte_carlo` evaluate
 the same chips and agree trial by trial, up to float ties in the arg-max.
 
-Two ways to run a chip (``method=``): ``"read_weights"`` (the default) computes the chip's read weights
-once, with the fault model's ``read_weight`` as PyTorch does, and opens a session with them as constant
-initializers (`rramfx.onnx.chip_sessions`), so onnxruntime fuses and pre-packs them like any weight;
-``"graph"`` runs the export's own fault nodes once per chip and feeds their output to the rest of the
-graph as inputs (the deployed graph's arithmetic, but weights onnxruntime cannot pre-pack).
+Three ways to run a chip (``method=``). ``"read_weights"`` (the default) computes the chip's read weights
+once, with the fault model's ``read_weight`` as PyTorch does, turns them into the weights of the graph
+onnxruntime optimised (fused, re-laid out: `rramfx.onnx.packed_weights`) and feeds them to one session
+that runs every chip; a graph that does not pack gets a session per chip. ``"chip_sessions"`` opens a
+session per chip with the read weights as constant initializers (`rramfx.onnx.chip_sessions`), which
+onnxruntime optimises anew for each chip. ``"graph"`` runs the export's own fault nodes once per chip and
+feeds their output to the rest of the graph as inputs (the deployed graph's arithmetic, but weights
+onnxruntime cannot fuse or re-lay out).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
 from rramfx.onnx.chip_sessions import ReadWeightGraph, read_weight_graph
 from rramfx.onnx.feed import onnx_fault_inputs
+from rramfx.onnx.packed_weights import pack_chips
 from rramfx.onnx.plan import used_names
 from rramfx.statistics import ChipStatistics, chip_statistics
 from rramfx.tensor_checks import check_array, check_labels
@@ -40,7 +44,7 @@ from rramfx.tensor_checks import check_array, check_labels
 __all__ = ["METHODS", "OrtMonteCarloResult", "ort_monte_carlo"]
 
 #: The ways `ort_monte_carlo` runs a chip (see the module docstring).
-METHODS = ("read_weights", "graph")
+METHODS = ("read_weights", "chip_sessions", "graph")
 
 if TYPE_CHECKING:
     import onnx
@@ -168,12 +172,14 @@ def ort_monte_carlo(
     batches. A graph exported with a static batch gets its last batch padded.
 
     ``method="read_weights"`` (default): each chip's read weights are computed once (the fault model's
-    ``read_weight``, as `rramfx.monte_carlo` computes them) and a session is opened with them as
-    initializers, which onnxruntime optimises and pre-packs; a chip costs one draw, one session and
-    plain inference. ``method="graph"``: the graph is cut in two sessions, the nodes that read no data
-    (fault codes → this chip's faulty, scaled weights) run once per chip, the rest once per batch with
-    those weights as inputs. Both give the whole graph's numbers. ``threads``: onnxruntime intra-op
-    threads (None: its default)."""
+    ``read_weight``, as `rramfx.monte_carlo` computes them), gathered into the layout of the graph
+    onnxruntime optimised once, and fed to one session; a chip costs one draw, the read weights and
+    plain inference. ``method="chip_sessions"``: a session per chip with the read weights as
+    initializers, which onnxruntime optimises for each chip (also what ``read_weights`` does for a graph
+    that does not pack, see `rramfx.onnx.packed_weights`). ``method="graph"``: the graph is cut in two
+    sessions, the nodes that read no data (fault codes → this chip's faulty, scaled weights) run once per
+    chip, the rest once per batch with those weights as inputs. All give the whole graph's numbers.
+    ``threads``: onnxruntime intra-op threads (None: its default)."""
     if not isinstance(fault_model, BaseFaultModel):
         raise ArgumentTypeError(f"fault_model must be an rramfx.FaultModel, got {type(fault_model).__name__}")
     trials_and_seed(trials, seed)
@@ -184,8 +190,8 @@ def ort_monte_carlo(
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ArgumentError(f"threads must be None or an int >= 1, got {threads!r}")
     model, fault_rate, code_names = _inputs_export(onnx_path, fault_model)
-    runner = (_ChipSessions(model, code_names, onnx_path, providers, threads) if method == "read_weights"
-              else _open_sessions(model, code_names, providers, onnx_path, threads))
+    runner = (_open_sessions(model, code_names, providers, onnx_path, threads) if method == "graph"
+              else _ChipSessions(model, code_names, onnx_path, providers, threads, pack=method == "read_weights"))
     batches = _batches(data, runner.fixed or batch_size)
     _check_batches(batches, *_single_input(model, code_names, onnx_path)[::2], _classes(model))
     labelled = all(y is not None for _, y in batches)
@@ -214,19 +220,26 @@ def _single_input(model: onnx.ModelProto, code_names: dict[str, str], onnx_path:
 
 
 class _ChipSessions:
-    """``method="read_weights"``: one session per chip on the `ReadWeightGraph` of the export."""
+    """``method="read_weights"``: the `ReadWeightGraph` of the export, run as `PackedChips` (one session,
+    each chip's weights fed as inputs) where the graph packs, else (and for ``method="chip_sessions"``)
+    with a session per chip."""
 
     def __init__(self, model: onnx.ModelProto, code_names: dict[str, str], onnx_path: str | Path,
-                 providers: Sequence[str] | None, threads: int | None):
+                 providers: Sequence[str] | None, threads: int | None, pack: bool):
         self.data_name, self.fixed, _ = _single_input(model, code_names, onnx_path)
         self.graph: ReadWeightGraph = read_weight_graph(model)
         self.layers = {p: SimpleNamespace(weight=torch.empty(w.shape, device="meta"))
                        for p, w in self.graph.trained.items()}
         self.providers, self.threads = providers, threads
+        self.packed = pack_chips(self.graph, providers=providers) if pack else None
+        self.session = self.packed.session(threads=threads, providers=providers) if self.packed else None
 
     def chip(self, faults: FaultSet) -> tuple[Any, dict[str, Any]]:
         """The session and feed (without data) of one chip."""
-        return self.graph.session(self.graph.read_weights(faults), threads=self.threads, providers=self.providers), {}
+        weights = self.graph.read_weights(faults)
+        if self.packed is not None:
+            return self.session, self.packed.feed(weights)
+        return self.graph.session(weights, threads=self.threads, providers=self.providers), {}
 
 
 @dataclass(frozen=True)
