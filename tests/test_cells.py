@@ -139,3 +139,33 @@ def test_cell_policy_and_settings():
     assert Chips(sa0_fraction=0.25).fault_model(0.2).sa0 == pytest.approx(0.05)
     with pytest.raises(rramfx.ArgumentError, match="recal_loader must be given"):
         evaluate_cell(None, 0.1, Chips(), [], recalibration=Recalibration())
+
+
+def test_channels_last_evaluate_cell_leaves_the_model_and_gives_the_same_chips(swept):
+    """``channels_last`` lays out the cell's copy and its batches so; the model it was given keeps its
+    layout, and the chips' accuracies are the contiguous run's (the outputs differ by float rounding)."""
+    out, rows = swept
+    gm, _ = rramfx.load_prepared(out / "models" / "drop0.2_seed1.pt")
+    before = {k: v.clone() for k, v in gm.state_dict().items()}
+    data = CellData(CONFIG.train_settings().data)
+    runs = [evaluate_cell(gm, 0.2, Chips(3, 5), data.test_loader, recalibration=Recalibration(2, seed=1),
+                          recal_loader=data.recal_loader(1), channels_last=cl) for cl in (False, True)]
+    assert list(runs[0].accuracies) == list(runs[1].accuracies) == rows[-1]["accuracies"]
+    assert len(set(runs[0].accuracies)) > 1
+    assert all(torch.equal(v, before[k]) and v.is_contiguous() for k, v in gm.state_dict().items())
+    assert not gm._forward_pre_hooks
+
+
+def test_channels_last_model_computes_the_contiguous_output():
+    from rramfx.training.fastpath import channels_last_model
+
+    torch.manual_seed(0)
+    gm = rramfx.prepare(rramfx.models.create("resnet20", in_chans=1), rramfx.Policy()).eval()
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        want = gm(x)
+        cl = channels_last_model(gm)
+        got = cl(x)
+    assert cl is gm and x.is_contiguous()
+    assert next(p for p in gm.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)

@@ -36,7 +36,8 @@ class SweepConfig:
     the inference scale p' is the SA1 rate. ``recalibrate``: run Algorithm 1 at every fault rate over
     ``recal_batches`` training batches (None: one full pass, as the paper). ``compile``,
     ``channels_last``, ``precision``: `rramfx.train`'s speed options for every training (off: they pay
-    on some models only, see benchmarks/README.md).
+    on some models only, see benchmarks/README.md); ``channels_last`` also lays out every evaluate
+    cell's model and batches so.
     """
 
     model: str = "resnet20"

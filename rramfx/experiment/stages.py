@@ -118,7 +118,8 @@ def evaluate_stage(job: SweepJob, drop: float, seed: int, fault: float,
     start = time.perf_counter()
     first, trials = block if block is not None else (0, None)
     result = evaluate_cell(gm, fault, job.config.chips(), data.test_loader, first=first, trials=trials,
-                           recalibration=job.config.recalibration(seed), recal_loader=data.recal_loader(seed))
+                           recalibration=job.config.recalibration(seed), recal_loader=data.recal_loader(seed),
+                           channels_last=job.config.channels_last)
     info = record["info"]
     row = _row(drop, fault, seed, result.accuracies, result.samples, float(info["clean_accuracy"]),
                float(info.get("train_seconds", 0.0)), time.perf_counter() - start)
