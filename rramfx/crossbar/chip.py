@@ -146,9 +146,10 @@ def apply_chip_fault_rate(gm: fx.GraphModule, fault_rate: float | str | None) ->
     keeps each layer's own, a number sets every layer's, ``"measured"`` each faulty layer's own loss."""
     if fault_rate is None:
         return
-    rates = measured_fault_rates(gm) if fault_rate == "measured" else {}
-    for path, layer in _require_crossbar(gm).items():
-        layer.fault_rate = rates.get(path, layer.fault_rate) if fault_rate == "measured" else fault_rate
+    layers = _require_crossbar(gm)
+    rates = measured_fault_rates(gm) if fault_rate == "measured" else dict.fromkeys(layers, fault_rate)
+    for path, layer in layers.items():
+        layer.fault_rate = rates.get(path, layer.fault_rate)
 
 
 def measured_fault_rates(gm: fx.GraphModule) -> dict[str, float]:

@@ -33,6 +33,7 @@ import torch
 from rramfx.crossbar.faults import FaultSet
 from rramfx.errors import ArgumentError, FaultError, OnnxError
 from rramfx.onnx import meta as M
+from rramfx.onnx.feed import session_options
 from rramfx.onnx.plan import used_names
 
 __all__ = ["READ_WEIGHT_SUFFIX", "ReadWeightGraph", "bake_read_weights", "read_weight_graph"]
@@ -114,10 +115,7 @@ class ReadWeightGraph:
         import onnxruntime as ort
 
         weights = self.resolve(read_weights)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if threads is not None:
-            opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
+        opts = session_options(threads)
         if optimized_path is not None:
             opts.optimized_model_filepath = str(optimized_path)
         opts.add_external_initializers(list(weights), [ort.OrtValue.ortvalue_from_numpy(w) for w in weights.values()])

@@ -1,4 +1,5 @@
-"""onnxruntime feeds for annotated graphs: a chip's fault codes, and a model's inputs.
+"""onnxruntime feeds for annotated graphs: a chip's fault codes, and a model's inputs; and the session
+options every rramfx session starts from.
 
 Kept apart from the exporter so that the simulator (`rramfx.onnx.simulate`), the partition runner
 (`rramfx.onnx.plan`) and users build their feeds without loading the export machinery.
@@ -16,7 +17,19 @@ from rramfx.crossbar.faults import FaultSet
 from rramfx.errors import ArgumentTypeError, FaultError, OnnxError
 from rramfx.onnx import meta as M
 
-__all__ = ["feed_dict", "onnx_fault_inputs"]
+__all__ = ["feed_dict", "onnx_fault_inputs", "session_options"]
+
+
+def session_options(threads: int | None = None) -> Any:
+    """onnxruntime ``SessionOptions`` with warnings only from errors up, and ``threads`` intra-op threads
+    (one inter-op) when given (None: onnxruntime's default)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads is not None:
+        opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
+    return opts
 
 
 def onnx_fault_inputs(faults: FaultSet, onnx_path: str | Path | None = None) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rramfx.onnx.chip_sessions import ReadWeightGraph
+from rramfx.onnx.feed import session_options
 
 __all__ = ["PackedChips", "WeightSlot", "pack_chips"]
 
@@ -85,11 +86,8 @@ class PackedChips:
         """The one session every chip runs in: the saved graph, optimisation off (it is optimised)."""
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts = session_options(threads)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if threads is not None:
-            opts.intra_op_num_threads, opts.inter_op_num_threads = int(threads), 1
         return ort.InferenceSession(self.model, opts, providers=list(providers or ["CPUExecutionProvider"]))
 
 

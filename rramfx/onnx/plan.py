@@ -23,7 +23,7 @@ import numpy as np
 from rramfx.checks import string_list
 from rramfx.errors import ArgumentError, OnnxError, OnnxFileError
 from rramfx.onnx import meta as M
-from rramfx.onnx.feed import feed_dict
+from rramfx.onnx.feed import feed_dict, session_options
 from rramfx.tables import table_lines
 from rramfx.tensor_checks import check_array
 
@@ -142,8 +142,7 @@ class Plan:
         if providers is not None:
             providers = string_list("providers", providers)
         if self._sessions is None:
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
+            opts = session_options()
             self._sessions = [ort.InferenceSession(str(self.out_dir / s.file), opts,
                                                    providers=list(providers or ["CPUExecutionProvider"]))
                               for s in self.segments]

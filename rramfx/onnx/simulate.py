@@ -35,7 +35,7 @@ from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError, ArgumentTypeError, OnnxError
 from rramfx.onnx import meta as M
 from rramfx.onnx.chip_sessions import ReadWeightGraph, read_weight_graph
-from rramfx.onnx.feed import onnx_fault_inputs
+from rramfx.onnx.feed import onnx_fault_inputs, session_options
 from rramfx.onnx.packed_weights import pack_chips
 from rramfx.onnx.plan import used_names
 from rramfx.statistics import ChipStatistics, chip_statistics
@@ -268,10 +268,7 @@ def _open_sessions(model: onnx.ModelProto, code_names: dict[str, str], providers
     """Cut ``model`` in its per-chip and per-batch parts and open a session on each."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads is not None:
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts = session_options(threads)
     providers = list(providers or ["CPUExecutionProvider"])
     data_name, fixed, shapes = _single_input(model, code_names, onnx_path)
     chip_model, data_model = _split_by_chip(model, [data_name])
