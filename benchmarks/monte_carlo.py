@@ -36,6 +36,7 @@ import torch
 
 import rramfx
 from rramfx.crossbar.faults import SA0, SA1, BaseFaultModel, FaultModel
+from rramfx.evaluation import chips as chips_module
 from rramfx.evaluation.parallel_chips import parallel_monte_carlo
 from rramfx.models.spec import create_model
 
@@ -114,9 +115,20 @@ def measure(spec: str, args: argparse.Namespace, device: torch.device) -> dict:
             assert result.accuracies == reference.accuracies, "parallel chips differ from monte_carlo's"
         return run
 
-    variants = {"plain": plain, "mc": mc("new"), "mc_old": mc("old"), "naive": naive, "par1": par(1), "par2": par(2)}
+    def mc_inline() -> None:  # every chip drawn on the evaluating thread, as where no core is spare
+        saved = chips_module.available_cores
+        chips_module.available_cores = torch.get_num_threads
+        try:
+            rramfx.monte_carlo(gm, batches, fm, trials=args.trials, seed=0)
+        finally:
+            chips_module.available_cores = saved
+
+    variants = {"plain": plain, "mc": mc("new"), "mc_inline": mc_inline, "mc_old": mc("old"), "naive": naive,
+                "par1": par(1), "par2": par(2)}
     if args.no_old or device.type != "cpu":
         del variants["mc_old"]
+    if device.type != "cpu":  # a GPU run always draws ahead
+        del variants["mc_inline"]
     if args.no_naive:
         del variants["naive"]
     if not args.parallel:
@@ -140,7 +152,8 @@ def report(r: dict, trials: int) -> None:
     per_chip = 1e3 * r["plain"] / trials
     print(f"model {r['model']}: {r['rram_layers']} RRAM layers, {r['rram_weights']:,} RRAM weights")
     print(f"  {'':26s} {'seconds':>8s} {'per chip ms':>12s} {'extra ms':>9s} {'ratio':>6s}")
-    for name, label in (("plain", "plain eval x trials"), ("mc", "monte_carlo"), ("mc_old", "monte_carlo, old faults"),
+    for name, label in (("plain", "plain eval x trials"), ("mc", "monte_carlo"),
+                        ("mc_inline", "monte_carlo, no draw-ahead"), ("mc_old", "monte_carlo, old faults"),
                         ("naive", "inject + eval (naive)"), ("par1", "parallel, 1 worker x 1 thr"),
                         ("par2", "parallel, 2 workers x 1 thr")):
         if name in r:

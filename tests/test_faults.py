@@ -164,6 +164,10 @@ def test_read_weight_equals_corrupt_times_scale(dtype, scale):
             want = fm.corrupt(w, c) * scale if scale != 1.0 else fm.corrupt(w, c)
             got = fm.read_weight(w, c, scale)
             assert got.dtype == dtype and got.shape == w.shape and torch.equal(got, want)
+            # into a caller's buffer (NaN-filled: every element must be written), contiguous or not
+            for layout in (torch.contiguous_format, torch.channels_last):
+                out = torch.full_like(w, float("nan"), memory_format=layout)
+                assert fm.read_weight(w, c, scale, out=out) is out and torch.equal(out, want)
 
 
 def test_eval_weight_takes_the_fast_read_and_training_keeps_the_gradient(small_net):

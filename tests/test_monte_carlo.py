@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rramfx
+from rramfx.evaluation import chips as chips_module
 from rramfx.evaluation.chips import MonteCarloResult, t_quantile_975
 
 from .tiny import TinyNet, loaders, trained
@@ -16,7 +17,9 @@ from .tiny import TinyNet, loaders, trained
 FM = rramfx.FaultModel(sa1=0.3)
 
 
-def test_each_trial_is_the_chip_inject_faults_draws():
+@pytest.mark.parametrize("cores", [1, 64])  # 64: a spare core, so chip i + 1 is drawn while chip i is evaluated
+def test_each_trial_is_the_chip_inject_faults_draws(cores, monkeypatch):
+    monkeypatch.setattr(chips_module, "available_cores", lambda: max(cores, torch.get_num_threads()))
     gm = trained(drop_rate=0.3)
     _, test = loaders()
     result = rramfx.monte_carlo(gm, test, FM, trials=4, seed=7, fault_rate=0.3)

@@ -86,10 +86,11 @@ class CellFaults(BaseFaultModel):
     def corrupt(self, weight: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         return read_cells(weight, codes, self.hardware)
 
-    def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0, *,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
         if self.hardware.encoding == "single":  # FaultModel's fast read: today's numbers, bit for bit
-            return FaultModel().read_weight(weight, codes, scale)
-        return super().read_weight(weight, codes, scale)
+            return FaultModel().read_weight(weight, codes, scale, out=out)
+        return super().read_weight(weight, codes, scale, out=out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "hardware": self.hardware.to_dict(),

@@ -89,12 +89,16 @@ class BaseFaultModel(ABC):
         own stream `layer_rng` (seed, path). Cell-level kinds draw whole arrays instead."""
         return {path: self.sample(layer.weight.shape, layer_rng(seed, path)) for path, layer in layers.items()}
 
-    def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0, *,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
         """``corrupt(weight, codes) * scale`` without autograd: what a faulty layer computes with in
-        evaluation. Fault kinds may override it with a faster equal computation (see `FaultModel`)."""
+        evaluation. Fault kinds may override it with a faster equal computation (see `FaultModel`).
+        ``out``: a tensor of the weight's shape and dtype to write into and return, so that a caller
+        reading many chips reuses one buffer (a fresh one per chip costs page faults)."""
         with torch.no_grad():
-            out = self.corrupt(weight, codes)
-            return out * scale if scale != 1.0 else out
+            read = self.corrupt(weight, codes)
+            read = read * scale if scale != 1.0 else read
+            return read if out is None else out.copy_(read)
 
 
 @register_fault_model
@@ -140,25 +144,31 @@ class FaultModel(BaseFaultModel):
         out = torch.where(codes == SA0, sa0_value, weight)
         return torch.where(codes == SA1, torch.zeros_like(weight), out)
 
-    def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    def read_weight(self, weight: torch.Tensor, codes: torch.Tensor, scale: float = 1.0, *,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
         """``corrupt(weight, codes) * scale`` for a weight on the CPU, in NumPy passes without ``where``
         (several times faster): the healthy cells as a {0, scale} factor multiplied in, SA0 cells set by
         index (they are few), max|w| as max(max, -min). Equal to the definition (a stuck-at-1 cell of a
-        negative weight may read -0.0); other dtypes and devices use the definition."""
-        if weight.device.type != "cpu" or weight.dtype not in _NUMPY_FLOATS or not _plain(weight.detach(), codes):
-            return super().read_weight(weight, codes, scale)
-        w, c = weight.detach().numpy(), codes.numpy()
+        negative weight may read -0.0); other dtypes and devices use the definition. ``out``: as for
+        `BaseFaultModel.read_weight` (written in place when it is a contiguous CPU tensor)."""
+        w_t = weight.detach()
+        if w_t.device.type != "cpu" or w_t.dtype not in _NUMPY_FLOATS or not _plain(w_t, codes) or not (
+                out is None or (_plain(out) and out.device.type == "cpu" and out.dtype == w_t.dtype
+                                and out.shape == w_t.shape and out.is_contiguous())):
+            return super().read_weight(weight, codes, scale, out=out)
+        w, c = w_t.numpy(), codes.numpy()
         dtype = w.dtype.type
+        read = np.empty(w.shape, w.dtype) if out is None else out.numpy()
         healthy = np.subtract(c, 1)  # uint8 wraps: code - 1 > 1 for every code but SA1 (1) and SA0 (2)
         healthy = np.greater(healthy, 1, out=healthy.view(np.bool_))
-        out = np.multiply(healthy, dtype(scale), dtype=w.dtype)
-        np.multiply(w, out, out=out)
+        np.multiply(healthy, dtype(scale), out=read, dtype=w.dtype)
+        np.multiply(w, read, out=read)
         sa0 = c == SA0
         if sa0.any():
             high = dtype(max(w.max(), -w.min())) * dtype(scale)  # as amax, then the scale
             where = np.flatnonzero(sa0)
-            out.reshape(-1)[where] = np.where(w.reshape(-1)[where] >= 0, high, -high)
-        return torch.from_numpy(out)
+            read.reshape(-1)[where] = np.where(w.reshape(-1)[where] >= 0, high, -high)
+        return torch.from_numpy(read) if out is None else out
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}

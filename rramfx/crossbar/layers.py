@@ -173,20 +173,24 @@ class CrossbarLayer(nn.Module):
     def has_faults(self) -> bool:
         return self.fault_codes is not None
 
+    @property
+    def read_scale(self) -> float:
+        """The factor 1/(1-p') a faulty weight is read with in evaluation (1 when p' is 0)."""
+        return 1.0 / (1.0 - self.fault_rate) if self.fault_rate > 0 else 1.0
+
     def effective_weight(self) -> torch.Tensor:
         """The weight this forward computes with (see the module docstring)."""
         w = self.weight
         if self.fault_codes is not None:
             if not self.training and not (torch.is_grad_enabled() and w.requires_grad):
-                scale = 1.0 / (1.0 - self.fault_rate) if self.fault_rate > 0 else 1.0
-                return self.fault_model.read_weight(w, self.fault_codes, scale)  # the same, faster
+                return self.fault_model.read_weight(w, self.fault_codes, self.read_scale)  # the same, faster
             w = self.fault_model.corrupt(w, self.fault_codes)
         if self.training:
             if self.train_faults is not None:
                 return self.train_faults(w)
             return dropconnect(w, self.drop_rate) if self.drop_rate > 0 else w
         if self.fault_codes is not None and self.fault_rate > 0:
-            return w * (1.0 / (1.0 - self.fault_rate))
+            return w * self.read_scale
         return w
 
     def forward(self, *args, **kwargs):

@@ -49,7 +49,7 @@ def evaluate_on_chip(gm: fx.GraphModule, chip: Chip, loader: Iterable[Any], *,
         apply_chip(gm, chip, mapping)
         apply_chip_fault_rate(gm, p_prime)
         with eval_mode(gm), torch.no_grad():
-            swapped = _baked(layers)  # every read weight once, not once per batch
+            swapped = _baked(layers, {})  # every read weight once, not once per batch
             try:
                 return evaluate(gm, loader)
             finally:
