@@ -59,3 +59,10 @@ def test_no_accuracies():
         chip_statistics([])
     with pytest.raises(ArgumentError, match="a Monte-Carlo result needs at least one trial"):
         MonteCarloResult((), 0, FM, 0.1, 100, 2, 1.0)
+
+
+def test_t_quantile_is_scipy_stats_t_ppf_bit_for_bit():
+    from scipy.stats import t as student_t
+
+    for df in (1, 2, 3, 7, 30, 99, 100, 1000, 12345):
+        assert t_quantile_975(df) == float(student_t.ppf(0.975, df))

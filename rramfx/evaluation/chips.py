@@ -8,9 +8,11 @@ seed=chip_seed(seed, i))`` draws, so the ONNX/onnxruntime side can evaluate the 
 Speed: a chip costs one draw of its fault codes plus one corrupted copy of each RRAM weight, computed
 once and used for all batches (the crossbar layers would otherwise re-corrupt and rescale every weight
 on every forward pass); the test batches are kept on the model's device across chips when they fit in
-``cache_bytes``; correct answers are counted on the device and read back once per chip; on a GPU the
-next chip's codes are drawn on a CPU thread while the current chip is evaluated. The whole run costs
-about ``trials`` plain evaluations (see benchmarks/monte_carlo.py).
+``cache_bytes``; correct answers are counted on the device and read back once per chip; the corrupted
+weights are written into one buffer per layer, reused by every chip; on a GPU, or where torch computes
+on fewer threads than the process has cores, the next chip's codes are drawn on another thread while
+the current chip is evaluated. The whole run costs about ``trials`` plain evaluations (see
+benchmarks/monte_carlo.py).
 """
 
 from __future__ import annotations
