@@ -10,6 +10,7 @@ threads, `run_task`).
 
 from __future__ import annotations
 
+from rramfx.engines.allocator import keep_freed_memory
 from rramfx.engines.base import Engine, Outcome, Task, available_cores, positive_count, run_task
 from rramfx.engines.local import LocalEngine
 from rramfx.engines.ray import RayEngine
@@ -17,7 +18,7 @@ from rramfx.engines.serial import SerialEngine
 from rramfx.errors import ArgumentError
 
 __all__ = ["ENGINES", "Engine", "LocalEngine", "Outcome", "RayEngine", "SerialEngine", "Task", "available_cores",
-           "make_engine", "positive_count", "run_task"]
+           "keep_freed_memory", "make_engine", "positive_count", "run_task"]
 
 #: The engine names `make_engine` knows.
 ENGINES = ("local", "ray", "serial")
