@@ -40,7 +40,7 @@ def _probe(**env: str) -> tuple[str, int, int]:
 def test_freed_blocks_are_reused_without_page_faults():
     applied, before, after = _probe()
     assert applied == "True"
-    assert before > 20 * 1000  # faulted in anew each time (36 MiB: 9,216 pages of 4 KiB, fewer with huge pages)
+    assert before >= 100  # faulted in anew each round (36 MiB: 9,216 pages of 4 KiB; 18 of 2 MiB with huge pages)
     assert after < before / 20
 
 
