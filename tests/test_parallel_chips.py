@@ -87,6 +87,8 @@ def test_cli_workers_equal_the_serial_evaluation(tmp_path, capsys):
     assert [r["accuracies"] for r in parallel] == [r["accuracies"] for r in serial]
     assert len(serial[0]["accuracies"]) == 4
     assert [r["mean"] for r in parallel] == [r["mean"] for r in serial]
+    assert main(["evaluate", *common, "--channels-last"]) == 0  # another layout, the same chips' answers
+    assert [r["accuracies"] for r in json.loads(capsys.readouterr().out)] == [r["accuracies"] for r in serial]
     with pytest.raises(SystemExit) as exit_info:  # refused when the flags are parsed, before any work
         main(["evaluate", *common, "--workers", "0"])
     assert exit_info.value.code == 2
