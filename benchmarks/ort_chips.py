@@ -12,6 +12,7 @@ graph, learning how onnxruntime lays out its weights) is printed apart. The per-
 four are asserted identical in every round.
 
     python benchmarks/ort_chips.py [--models tv_resnet18,resnet18,mobilenetv2_100] [--batches 4,32]
+        [--keep-freed-memory]
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--chips", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="run with rramfx.engines.keep_freed_memory() (as the rramfx command and engine workers do)")
     args = ap.parse_args()
+    if args.keep_freed_memory:
+        print(f"keep_freed_memory: {rramfx.engines.keep_freed_memory()}")
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, 1 thread each, batches of "
           f"{args.batch}x3x{args.size}x{args.size}, {args.chips} chips, median of {args.rounds} interleaved rounds")
