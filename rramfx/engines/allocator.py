@@ -30,10 +30,11 @@ def keep_freed_memory() -> bool:
     """Make this process's C allocator keep freed blocks below 32 MiB for reuse instead of returning
     them to the operating system; returns whether it is in effect.
 
-    Every worker of the local and Ray engines calls it (through `rramfx.engines.run_task`), and so does
-    the ``rramfx`` command. Evaluation on the CPU gets 1.2-2x faster (benchmarks/README.md); the price
-    is that the process keeps its peak heap instead of shrinking after it. Call it yourself to get the
-    same in your own process (e.g. before `rramfx.monte_carlo`). A no-op (False) where the C library is
+    Every task run through `rramfx.engines.run_task` calls it: in the local and Ray workers, and in the
+    calling process for the serial engine; so does the ``rramfx`` command. Evaluation on the CPU gets
+    1.2-2x faster (benchmarks/README.md); the price is that the process keeps its peak heap instead of
+    shrinking after it. Call it yourself to get the same in your own process (e.g. before
+    `rramfx.monte_carlo`). A no-op (False) where the C library is
     not glibc, or where ``MALLOC_TRIM_THRESHOLD_``/``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TOP_PAD_`` are
     set: the user's own allocator settings win."""
     global _applied
