@@ -52,16 +52,21 @@ def old_sample(self: FaultModel, shape: torch.Size, rng: np.random.Generator) ->
 
 @contextlib.contextmanager
 def fault_path(variant: str) -> Iterator[None]:
-    """Run with the old sampler and the corrupt-then-scale eval weight for ``variant == "old"``."""
-    if variant != "old":
-        yield
-        return
-    saved = FaultModel.sample, FaultModel.read_weight
-    FaultModel.sample, FaultModel.read_weight = old_sample, BaseFaultModel.read_weight
+    """Run with the old sampler and the corrupt-then-scale eval weight for ``variant == "old"``; with
+    every chip drawn on the evaluating thread (as where no core is spare) for ``variant == "inline"``."""
+    if variant == "old":
+        saved = FaultModel.sample, FaultModel.read_weight
+        FaultModel.sample, FaultModel.read_weight = old_sample, BaseFaultModel.read_weight
+    elif variant == "inline":
+        saved_cores = chips_module.available_cores
+        chips_module.available_cores = torch.get_num_threads
     try:
         yield
     finally:
-        FaultModel.sample, FaultModel.read_weight = saved
+        if variant == "old":
+            FaultModel.sample, FaultModel.read_weight = saved
+        elif variant == "inline":
+            chips_module.available_cores = saved_cores
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -115,15 +120,7 @@ def measure(spec: str, args: argparse.Namespace, device: torch.device) -> dict:
             assert result.accuracies == reference.accuracies, "parallel chips differ from monte_carlo's"
         return run
 
-    def mc_inline() -> None:  # every chip drawn on the evaluating thread, as where no core is spare
-        saved = chips_module.available_cores
-        chips_module.available_cores = torch.get_num_threads
-        try:
-            rramfx.monte_carlo(gm, batches, fm, trials=args.trials, seed=0)
-        finally:
-            chips_module.available_cores = saved
-
-    variants = {"plain": plain, "mc": mc("new"), "mc_inline": mc_inline, "mc_old": mc("old"), "naive": naive,
+    variants = {"plain": plain, "mc": mc("new"), "mc_inline": mc("inline"), "mc_old": mc("old"), "naive": naive,
                 "par1": par(1), "par2": par(2)}
     if args.no_old or device.type != "cpu":
         del variants["mc_old"]

@@ -178,12 +178,17 @@ class CrossbarLayer(nn.Module):
         """The factor 1/(1-p') a faulty weight is read with in evaluation (1 when p' is 0)."""
         return 1.0 / (1.0 - self.fault_rate) if self.fault_rate > 0 else 1.0
 
+    def faulty_read(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The weight as this layer's chip reads it in evaluation, without autograd: corrupted by its
+        fault codes, then × `read_scale` (into ``out`` when given, see `BaseFaultModel.read_weight`)."""
+        return self.fault_model.read_weight(self.weight, self.fault_codes, self.read_scale, out=out)
+
     def effective_weight(self) -> torch.Tensor:
         """The weight this forward computes with (see the module docstring)."""
         w = self.weight
         if self.fault_codes is not None:
             if not self.training and not (torch.is_grad_enabled() and w.requires_grad):
-                return self.fault_model.read_weight(w, self.fault_codes, self.read_scale)  # the same, faster
+                return self.faulty_read()  # the same as the differentiable path below, faster
             w = self.fault_model.corrupt(w, self.fault_codes)
         if self.training:
             if self.train_faults is not None:

@@ -172,8 +172,7 @@ def _baked(layers: dict[str, CrossbarLayer],
         clean = layer.weight.data
         if path not in buffers:  # the weights of one run keep their shape, dtype and device
             buffers[path] = torch.empty_like(clean, memory_format=torch.contiguous_format)
-        # what effective_weight() reads in evaluation: corrupt, then × 1/(1-p')
-        effective = layer.fault_model.read_weight(clean, layer.fault_codes, layer.read_scale, out=buffers[path])
+        effective = layer.faulty_read(out=buffers[path])
         layer.weight.data = effective
         layer.fault_codes = None  # the layer now computes plainly with the chip's weight
         swapped.append((layer, clean))
