@@ -169,3 +169,52 @@ def test_channels_last_model_computes_the_contiguous_output():
     assert cl is gm and x.is_contiguous()
     assert next(p for p in gm.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_onnxruntime_evaluate_cell_gives_the_same_chips(swept):
+    """``runtime="onnxruntime"`` simulates the same chips (same seeds, scale and recalibration) in
+    onnxruntime: per-chip accuracies equal to PyTorch's, the model untouched, and a fault rate of 0
+    evaluated once for every chip."""
+    out, rows = swept
+    gm, _ = rramfx.load_prepared(out / "models" / "drop0.2_seed1.pt")
+    before = {k: v.clone() for k, v in gm.state_dict().items()}
+    data = CellData(CONFIG.train_settings().data)
+    args = {"recalibration": Recalibration(2, seed=1), "recal_loader": data.recal_loader(1)}
+    ort = evaluate_cell(gm, 0.2, Chips(3, 5), data.test_loader, runtime="onnxruntime", threads=1, **args)
+    assert list(ort.accuracies) == rows[-1]["accuracies"] and len(set(ort.accuracies)) > 1
+    mine = evaluate_cell(gm, 0.2, Chips(3, 5), data.test_loader, **args).to_dict()
+    assert {k: v for k, v in ort.to_dict().items() if k != "seconds"} == {k: v for k, v in mine.items()
+                                                                          if k != "seconds"}
+    assert ort.fault_rate == 0.2 and ort.samples == 512 and ort.rram_layers > 0
+    clean = evaluate_cell(gm, 0.0, Chips(3, 5), data.test_loader, runtime="onnxruntime", **args)
+    torch_clean = evaluate_cell(gm, 0.0, Chips(3, 5), data.test_loader, **args)
+    assert clean.accuracies == torch_clean.accuracies and len(clean.accuracies) == 3
+    _same_weights(gm.state_dict(), before)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"runtime": "tvm"}, "runtime must be one of 'torch', 'onnxruntime'"),
+    ({"runtime": "onnxruntime", "workers": 2}, "workers/first: onnxruntime evaluates all the chips"),
+    ({"runtime": "onnxruntime", "first": 2}, "workers/first"),
+    ({"runtime": "onnxruntime", "channels_last": True}, "pass channels_last or runtime='onnxruntime'"),
+])
+def test_evaluate_cell_refuses_a_runtime_it_cannot_honour(swept, kwargs, match):
+    out, _ = swept
+    gm, _ = rramfx.load_prepared(out / "models" / "drop0.2_seed1.pt")
+    with pytest.raises(rramfx.ArgumentError, match=match):
+        evaluate_cell(gm, 0.2, Chips(3, 5), [], **kwargs)
+
+
+def test_cli_evaluate_in_onnxruntime_is_the_torch_evaluation(swept, capsys):
+    out, _ = swept
+    common = ["evaluate", str(out / "models" / "drop0.2_seed1.pt"), "--dataset", "synthetic", "--test-subset", "512",
+              "--fault-rates", "0.1,0.2", "--trials", "3", "--seed", "5", "--recalibrate", "--recal-batches", "2",
+              "--json", "--quiet", "--device", "cpu"]
+    printed = []
+    for runtime in ("torch", "onnxruntime"):
+        assert main([*common, "--runtime", runtime]) == 0
+        printed.append(json.loads(capsys.readouterr().out))
+    assert [r["accuracies"] for r in printed[0]] == [r["accuracies"] for r in printed[1]]
+    assert [r["fault_rate"] for r in printed[1]] == [0.1, 0.2]
+    assert main([*common, "--runtime", "onnxruntime", "--workers", "2"]) == 2
+    assert "onnxruntime evaluates all the chips of a cell in one session" in capsys.readouterr().err

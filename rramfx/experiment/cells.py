@@ -36,6 +36,7 @@ from rramfx.errors import ArgumentError
 from rramfx.evaluation.chips import MonteCarloResult, evaluate, monte_carlo
 from rramfx.evaluation.parallel_chips import parallel_monte_carlo
 from rramfx.evaluation.recalibrate import recalibrate_bn
+from rramfx.experiment.onnxruntime_cell import check_runtime, onnxruntime_chips
 from rramfx.graph.record import rramfx_meta
 from rramfx.models.recipe import ModelRecipe
 from rramfx.policy import Policy
@@ -215,7 +216,7 @@ class Recalibration:
 def evaluate_cell(gm: fx.GraphModule, fault_rate: float, chips: Chips, test_loader: Iterable[Any], *,
                   recalibration: Recalibration | None = None, recal_loader: Iterable[Any] | None = None,
                   workers: int = 1, threads: int | None = None, progress: bool = False, first: int = 0,
-                  trials: int | None = None, channels_last: bool = False) -> MonteCarloResult:
+                  trials: int | None = None, channels_last: bool = False, runtime: str = "torch") -> MonteCarloResult:
     """The accuracy of the trained ``gm`` on ``chips`` at ``fault_rate``, measured on a copy (``gm`` is
     not changed): recalibrated for p' (the SA1 rate) from ``recal_loader`` when ``recalibration`` is
     given, then evaluated on every chip with the 1/(1-p') inference scale. ``workers``/``threads``:
@@ -224,17 +225,20 @@ def evaluate_cell(gm: fx.GraphModule, fault_rate: float, chips: Chips, test_load
     only chips ``first`` .. ``first + trials - 1`` of ``chips`` (default: all), one block of a cell whose
     chips are split (the blocks' accuracies, put together, are the whole cell's). ``channels_last``:
     the copy and its batches in channels-last memory format (`channels_last_model`; faster on CPUs
-    where training with it is, the figures differ by float rounding).
+    where training with it is, the figures differ by float rounding). ``runtime``: ``"torch"`` (default)
+    or ``"onnxruntime"``: the same chips simulated in onnxruntime on the CPU
+    (`rramfx.experiment.onnxruntime_cell`: faster per chip, plus an export per cell), all in one
+    process on ``threads`` intra-op threads.
 
     A ``recal_loader`` with ``set_epoch`` (an `ImageLoader`) is set to epoch 0 first, so the batches
     recalibration reads, and the result, do not depend on what iterated the loader before (another
     fault rate, the training): the cell is a function of its arguments, whatever order cells run in."""
     fault_model = chips.fault_model(fault_rate)
     trials = chips.trials if trials is None else trials
-    parallel = workers != 1 or threads is not None
-    if parallel:  # checked before the recalibration, not after it
-        positive_count("workers", workers, 1)
-        positive_count("threads", threads, 1)
+    parallel = runtime == "torch" and (workers != 1 or threads is not None)
+    positive_count("workers", workers, 1)  # checked before the recalibration, not after it
+    positive_count("threads", threads, 1)
+    check_runtime(runtime, workers=workers, first=first, channels_last=channels_last, gm=gm)
     chip_model = copy.deepcopy(gm)
     if channels_last:
         channels_last_model(chip_model)
@@ -245,6 +249,9 @@ def evaluate_cell(gm: fx.GraphModule, fault_rate: float, chips: Chips, test_load
             recal_loader.set_epoch(0)
         recalibrate_bn(chip_model, recal_loader, fault_model.sa1, batches=recalibration.batches,
                        seed=recalibration.seed, progress=progress)
+    if runtime == "onnxruntime":
+        return onnxruntime_chips(chip_model, test_loader, fault_model, trials, chips.seed, threads=threads,
+                                 progress=progress)
     if parallel:
         return parallel_monte_carlo(chip_model, test_loader, fault_model, trials, chips.seed, workers=workers,
                                     threads=threads, fault_rate=fault_model.sa1, progress=progress, first=first)
