@@ -218,3 +218,11 @@ def test_cli_evaluate_in_onnxruntime_is_the_torch_evaluation(swept, capsys):
     assert [r["fault_rate"] for r in printed[1]] == [0.1, 0.2]
     assert main([*common, "--runtime", "onnxruntime", "--workers", "2"]) == 2
     assert "onnxruntime evaluates all the chips of a cell in one session" in capsys.readouterr().err
+
+
+def test_onnxruntime_evaluate_cell_refuses_a_model_without_rram_layers():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3))
+    gm = rramfx.prepare(model, rramfx.Policy(), example_inputs=torch.randn(2, 1, 8, 8))
+    with pytest.raises(rramfx.ArgumentError, match="no RRAM layer .* runtime='torch'"):
+        evaluate_cell(gm, 0.2, Chips(3, 0), [(torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))],
+                      runtime="onnxruntime")

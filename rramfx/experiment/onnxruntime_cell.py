@@ -38,7 +38,7 @@ def check_runtime(runtime: Any, *, workers: int, first: int, channels_last: bool
     """`ArgumentError` naming what does not go with ``runtime`` (checked before a cell does any work):
     an unknown runtime; for onnxruntime, chip blocks on several workers or from chip ``first`` > 0 (one
     session evaluates every chip; ``threads`` sets its intra-op threads), ``channels_last`` (a PyTorch
-    layout) or a model on another device than the CPU."""
+    layout), a model on another device than the CPU or one without RRAM layers (no chip to simulate)."""
     if runtime not in RUNTIMES:
         raise ArgumentError(f"runtime must be one of {', '.join(map(repr, RUNTIMES))}, got {runtime!r}")
     if runtime == "torch":
@@ -49,9 +49,14 @@ def check_runtime(runtime: Any, *, workers: int, first: int, channels_last: bool
     if channels_last:
         raise ArgumentError("channels_last lays out PyTorch's tensors; onnxruntime chooses its own layout: "
                             "pass channels_last or runtime='onnxruntime', not both")
-    if isinstance(gm, fx.GraphModule) and module_device(gm).type != "cpu":
+    if not isinstance(gm, fx.GraphModule):
+        return  # evaluate_cell's own checks name what is wrong with it
+    if module_device(gm).type != "cpu":
         raise ArgumentError(f"runtime='onnxruntime' simulates chips on the CPU; the model is on "
                             f"{module_device(gm)}: move it to the CPU (--device cpu)")
+    if not crossbar_layers(gm):
+        raise ArgumentError("runtime='onnxruntime': the model has no RRAM layer (see rramfx.placement), so every "
+                            "chip is the plain model; evaluate it with runtime='torch'")
 
 
 def onnxruntime_chips(chip_model: fx.GraphModule, test_loader: Iterable[Any], fault_model: FaultModel, trials: int,
@@ -73,6 +78,5 @@ def onnxruntime_chips(chip_model: fx.GraphModule, test_loader: Iterable[Any], fa
         raise ArgumentError("the test loader's batches have no labels: an evaluate cell needs (inputs, labels)")
     if draws_nothing:
         accuracies = accuracies * trials
-    layers = len(crossbar_layers(chip_model))
-    return MonteCarloResult(tuple(accuracies), seed, fault_model.to_dict(), float(fault_model.sa1) if layers else 0.0,
-                            result.samples, layers, time.perf_counter() - start)
+    return MonteCarloResult(tuple(accuracies), seed, fault_model.to_dict(), float(fault_model.sa1), result.samples,
+                            len(crossbar_layers(chip_model)), time.perf_counter() - start)
