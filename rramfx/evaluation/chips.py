@@ -225,7 +225,7 @@ def monte_carlo(
                     m.fault_rate = fault_rate
             p_prime = fault_rate if fault_rate is not None else _common_fault_rate(layers)
             _warn_unscaled(fault_model, p_prime, layers)
-            if not layers or _draws_nothing(fault_model):
+            if not layers or draws_no_faults(fault_model):
                 for m in layers.values():
                     m.fault_codes, m.fault_model = None, None
                 with torch.no_grad():
@@ -314,7 +314,9 @@ def _common_fault_rate(layers: dict[str, CrossbarLayer]) -> float:
     return rates.pop() if len(rates) == 1 else max(rates, default=0.0)
 
 
-def _draws_nothing(fault_model: BaseFaultModel) -> bool:
+def draws_no_faults(fault_model: BaseFaultModel) -> bool:
+    """Whether every chip of ``fault_model`` is the fault-free one (a `FaultModel` of rate 0), so a
+    Monte-Carlo run evaluates once and reports that accuracy for every chip."""
     return isinstance(fault_model, FaultModel) and fault_model.sa1 == 0 and fault_model.sa0 == 0
 
 
@@ -329,4 +331,4 @@ def _warn_unscaled(fault_model: BaseFaultModel, p_prime: float, layers: dict[str
         )
 
 
-__all__ = ["MonteCarloResult", "chip_index", "evaluate", "monte_carlo", "t_quantile_975"]
+__all__ = ["MonteCarloResult", "chip_index", "draws_no_faults", "evaluate", "monte_carlo", "t_quantile_975"]

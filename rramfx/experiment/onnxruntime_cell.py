@@ -23,7 +23,7 @@ from rramfx.crossbar.chip import crossbar_layers, set_fault_rate
 from rramfx.crossbar.faults import FaultModel
 from rramfx.data.batches import split_batch
 from rramfx.errors import ArgumentError
-from rramfx.evaluation.chips import MonteCarloResult
+from rramfx.evaluation.chips import MonteCarloResult, draws_no_faults
 from rramfx.graph.modules import module_device
 from rramfx.onnx.export import export_onnx
 from rramfx.onnx.simulate import ort_monte_carlo
@@ -68,7 +68,7 @@ def onnxruntime_chips(chip_model: fx.GraphModule, test_loader: Iterable[Any], fa
     start = time.perf_counter()
     set_fault_rate(chip_model, fault_model.sa1)
     example = split_batch(next(iter(test_loader)))[0][:1].cpu()
-    draws_nothing = fault_model.sa1 == 0 and fault_model.sa0 == 0
+    draws_nothing = draws_no_faults(fault_model)
     with tempfile.TemporaryDirectory(prefix="rramfx-cell-") as folder:
         path = export_onnx(chip_model, example, Path(folder) / "cell.onnx", faults="inputs", fault_model=fault_model)
         result = ort_monte_carlo(path, test_loader, fault_model, 1 if draws_nothing else trials, seed,
