@@ -13,8 +13,8 @@ A short but real run of the VTS 2024 paper's experiment, on the CPU in a few min
    short training a larger rate costs more fault-free accuracy (on validation: -1.3, -1.6, -3.1, -6.3
    and -9.4 points at p = 0.05, 0.075, 0.1, 0.2 and 0.3) while every rate is far ahead at 20% SA1.
    The paper trains far longer, which is what larger rates need. On 2-core AVX2-only CPUs the demo
-   takes ~5.5 minutes (4.5 with AVX-512); the cheaper recipes that would take 5 there did not hold the
-   criteria on validation (rounds 4-5 of the table). Training and evaluation run in
+   takes 4.8-5.7 minutes (4.5 with AVX-512); the cheaper recipes that would surely take 5 there did not
+   hold the criteria on validation (rounds 4-5 of the table). Training and evaluation run in
    channels-last memory format: 1.49x faster training and 1.37-1.45x faster evaluation on a 2-core AVX2
    CPU, 1.24x training on an AVX-512 one (benchmarks/demo_speed.py); the figures differ from the
    contiguous layout's by float rounding. ``--precision bf16`` (or ``auto``: bf16 where the CPU has it
