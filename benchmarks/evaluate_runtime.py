@@ -2,7 +2,8 @@
 --runtime`), on the demo's model: ResNet-20 trained by the demo's cell (Fashion-MNIST, ``--images`` x 1
 epoch, DropConnect 0.075), then one evaluate cell at 20% SA1 with 4-batch recalibration on ``--test``
 test images, for each chip count of ``--chips``, on one thread, the runtimes alternated ``--rounds`` times.
-A cell's time includes its recalibration (both runtimes) and, for onnxruntime, its ONNX export; the
+As in the `rramfx` command, the process keeps freed memory (`keep_freed_memory`). A cell's time includes
+its recalibration (both runtimes) and, for onnxruntime, its ONNX export; the
 per-chip cost is the slope between the two chip counts. Per-chip accuracies are compared exactly.
 
     PYTHONPATH=. python benchmarks/evaluate_runtime.py
@@ -17,12 +18,16 @@ import time
 import torch
 
 from rramfx.data import FASHION_MNIST_DIR
+from rramfx.engines import keep_freed_memory
 from rramfx.experiment.cells import CellData, Chips, Recalibration, TrainKey, evaluate_cell, train_cell
 from rramfx.experiment.grid import SweepConfig
 from rramfx.models.recipe import ModelRecipe
 
+# PyTorch runs in this process on its one thread (torch.set_num_threads(1) below; a ``threads`` argument
+# would move the chips to a worker process), with the allocator setting the `rramfx` command and every
+# engine task use (keep_freed_memory); onnxruntime is given its one intra-op thread.
 RUNTIMES = {"torch": {"runtime": "torch"}, "torch channels-last": {"runtime": "torch", "channels_last": True},
-            "onnxruntime": {"runtime": "onnxruntime"}}
+            "onnxruntime": {"runtime": "onnxruntime", "threads": 1}}
 
 
 def main() -> int:
@@ -33,6 +38,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternated repeats (median reported)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    keep_freed_memory()
     config = SweepConfig(model="resnet20", dataset="fashion-mnist", data_dir=str(FASHION_MNIST_DIR),
                          drop_rates=(0.075,), fault_rates=(0.2,), seeds=(0,), epochs=1, batch_size=64, lr=0.05,
                          augment=False, recal_batches=4, train_subset=args.images, test_subset=args.test,
@@ -47,7 +53,7 @@ def main() -> int:
         for chips in (few, many):
             for name, options in RUNTIMES.items():
                 start = time.perf_counter()
-                result = evaluate_cell(gm, 0.2, Chips(chips, 0), data.test_loader, threads=1,
+                result = evaluate_cell(gm, 0.2, Chips(chips, 0), data.test_loader,
                                        recalibration=Recalibration(4, 0), recal_loader=data.recal_loader(0), **options)
                 seconds.setdefault((name, chips), []).append(time.perf_counter() - start)
                 accuracies[(name, chips)] = result.accuracies

@@ -5,8 +5,8 @@ The cell's recalibrated copy is exported with its fault codes as graph inputs (`
 weights once and feeds them to one session on onnxruntime's optimised graph. The chips are the same
 (chip ``i`` from ``chip_seed(seed, i)``, the same fault model, the same 1/(1-p') scale), so the per-chip
 accuracies equal PyTorch's wherever float rounding decides no answer. It pays where there are many chips
-per cell: the export costs seconds once per cell, a chip then runs 1.7x faster than in PyTorch for the
-demo's ResNet-20 and 1.5-2.6x for ResNet-18 and MobileNetV2 (benchmarks/README.md).
+per cell: the export costs seconds once per cell, a chip then runs 1.5-1.9x faster than in PyTorch for
+the demo's ResNet-20 and 1.5-2.6x for ResNet-18 and MobileNetV2 (benchmarks/README.md).
 """
 
 from __future__ import annotations
